@@ -1,0 +1,189 @@
+"""Command line: ``leadsim run | validate | report | compare``.
+
+Exit codes: 0 success, 2 invalid input (config, override, output path), 1 unexpected failure.
+Flags mirror config keys; ``--set key=value`` overrides any key (values parsed as TOML literals).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from leadsim import __version__
+from leadsim.config import Config, ConfigError, LeadsimWarning, load_config
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported on one line, exit code 2."""
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in args.set or []:
+        if "=" not in item:
+            raise UsageError(f"--set {item!r}: expected key=value, e.g. --set simulation.draws=5000")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    for flag, key in (("draws", "simulation.draws"), ("seed", "simulation.seed"),
+                      ("threads", "simulation.threads"), ("chunk_draws", "simulation.chunk_draws")):
+        val = getattr(args, flag, None)
+        if val is not None:
+            out[key] = str(val)
+    return out
+
+
+def _load(args: argparse.Namespace) -> Config:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LeadsimWarning)
+        cfg = load_config(args.config, overrides=_overrides(args))
+    for w in caught:
+        print(f"leadsim: warning: {w.message}", file=sys.stderr)
+    return cfg
+
+
+def _check_output(path: Path) -> None:
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise UsageError(f"-o {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"-o {path}: folder {parent} is not writable")
+    if path.exists() and path.is_dir() and path.suffix != ".zarr":
+        raise UsageError(f"-o {path}: is a directory")
+
+
+def _money(x: float) -> str:
+    sign = "-" if x < 0 else " "
+    x = abs(x)
+    if x >= 1e9:
+        return f"{sign}${x / 1e9:,.2f}B"
+    if x >= 1e6:
+        return f"{sign}${x / 1e6:,.2f}M"
+    return f"{sign}${x / 1e3:,.0f}k"
+
+
+def summary_text(ds) -> str:
+    """A one-screen text summary of a run: per track, mean and 1-in-100 worst annual and ten-year results.
+
+    Quantiles use the ``inverted_cdf`` method (the lower quantile) on the loss side.
+    """
+    tracks = [str(t) for t in ds["track"].values]
+    n = ds.sizes["draw"]
+    years = ds["year"].values
+    fg = float(ds["financial_guarantee"])
+    net = ds["net_settlement"].values          # (draw, year, track)
+    cum = ds["cumulative_settlement"].values   # (draw, track)
+    worst_year = net.min(axis=1)
+    rows = [
+        ("Mean annual settlement", [net[:, :, k].mean() for k in range(len(tracks))]),
+        (f"1-in-100 PY{years[0]} settlement",
+         [np.quantile(net[:, 0, k], 0.01, method="inverted_cdf") for k in range(len(tracks))]),
+        ("1-in-100 worst single year",
+         [np.quantile(worst_year[:, k], 0.01, method="inverted_cdf") for k in range(len(tracks))]),
+        (f"Mean {len(years)}-year total", [cum[:, k].mean() for k in range(len(tracks))]),
+        (f"1-in-100 {len(years)}-year total",
+         [np.quantile(cum[:, k], 0.01, method="inverted_cdf") for k in range(len(tracks))]),
+    ]
+    probs = [
+        (f"P({len(years)}-year loss)", [(cum[:, k] < 0).mean() for k in range(len(tracks))]),
+        ("P(a year's loss > guarantee)", [(worst_year[:, k] < -fg).mean() for k in range(len(tracks))]),
+    ]
+    bench0 = float(ds["benchmark"].isel(year=0).mean())
+    lines = [
+        f"leadsim {ds.attrs.get('leadsim_version', __version__)} | {ds.attrs.get('aco_name', '')} under "
+        f"{ds.attrs.get('policy_name', '')} | {n:,} draws, seed {ds.attrs.get('seed')}",
+        f"PY{years[0]} mean benchmark {_money(bench0).strip()}; financial guarantee {_money(fg).strip()}; "
+        "positive = paid to the ACO",
+        f"{'':34}" + "".join(f"{t:>16}" for t in tracks),
+    ]
+    lines += [f"{label:34}" + "".join(f"{_money(v):>16}" for v in vals) for label, vals in rows]
+    lines += [f"{label:34}" + "".join(f"{v:>16.1%}" for v in vals) for label, vals in probs]
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import leadsim
+
+    cfg = _load(args)
+    out = Path(args.output) if args.output else Path("results") / f"{Path(args.config).stem}.nc"
+    if not args.output:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    _check_output(out)
+    t0 = time.perf_counter()
+    progress = False if args.quiet else None
+    ds = leadsim.simulate(cfg, progress=progress)
+    leadsim.save(ds, out)
+    elapsed = time.perf_counter() - t0
+    if not args.quiet:
+        print(summary_text(ds))
+    print(f"Wrote {out} in {elapsed:.1f} s")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    print(f"OK: {args.config}: {cfg.aco.name}, {cfg.aco.beneficiaries:,} beneficiaries, policy "
+          f"{cfg.policy.name!r} (tracks {', '.join(cfg.policy.tracks)}), {cfg.simulation.draws:,} draws")
+    if args.show:
+        print(cfg.to_toml())
+    return 0
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="TOML config file (see configs/default.toml)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set policy.preset=reach_py2026 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leadsim", description="Monte Carlo of an ACO's money under CMS LEAD.")
+    parser.add_argument("--version", action="version", version=f"leadsim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="simulate a config and write a dataset (.nc, or .zarr)")
+    _add_config_flags(run)
+    run.add_argument("-o", "--output", help="output path (default results/<config>.nc)")
+    run.add_argument("--draws", type=int, help="= simulation.draws")
+    run.add_argument("--seed", type=int, help="= simulation.seed")
+    run.add_argument("--threads", type=int, help="= simulation.threads (numba threads)")
+    run.add_argument("--chunk-draws", dest="chunk_draws", type=int, help="= simulation.chunk_draws")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+    run.set_defaults(func=cmd_run)
+
+    val = sub.add_parser("validate", help="check a config and report problems by dotted key")
+    _add_config_flags(val)
+    val.add_argument("--show", action="store_true", help="print the resolved config as TOML")
+    val.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as err:
+        for line in err.problems:
+            print(f"leadsim: error: {line}", file=sys.stderr)
+        return 2
+    except UsageError as err:
+        print(f"leadsim: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"leadsim: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("leadsim: interrupted; no partial output was left", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

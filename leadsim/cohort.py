@@ -1,0 +1,225 @@
+"""The numba kernels: aligned beneficiaries over the performance years, one draw at a time.
+
+All kernels live here (numba's cache does not see changes across files), take arrays and plain scalars,
+use ``cache=True`` and no ``fastmath`` (stop-loss bands and death thresholds use ``inf``). Their numpy
+twins are in :mod:`leadsim.reference`; tests check that both agree to rounding.
+
+Model of one draw (calibration.md §1)
+-------------------------------------
+Slots ``0 .. n_slots-1`` each hold at most one beneficiary per year. At the start of year ``t`` vacant
+slots (lowest index first) are filled with entrants until the aligned count reaches ``target[t]``. Then,
+for every occupied slot, in slot order:
+
+1. an Aged & Disabled beneficiary becomes ESRD with probability ``esrd_rate``, else High Needs with
+   probability ``hn_rate`` (and stays so);
+2. the latent risk moves ``z_t = rho z_{t-1} + sqrt(1 - rho^2) eta`` (an entrant draws ``z ~ N(0, 1)``);
+3. death when ``beta z_t + sqrt(1 - beta^2) xi > Phi^{-1}(1 - q)``: six member-months and spending
+   ``k x`` (entrants cannot die in their entry year: they were alive when aligned);
+4. spending ``x = m_{p,t} Q_p(z_t)`` (an entrant: half a year of exposure, ``0.5 x``, six months);
+5. outlier relief per beneficiary-year: stop-loss ``sum_k s_k clip(x - a_k, 0, a_{k+1} - a_k)`` or
+   truncation ``max(x - cap, 0)``, attachments trended with national growth;
+6. risk score: prospective ``R_p(z_{t-1})`` (1 for an entrant), concurrent ``C_p(s)`` for populations
+   flagged concurrent (High Needs) with ``s = r z_t + sqrt(1 - r^2) nu``;
+7. non-death exits at the year end with probability ``e_p``; deaths and exits leave vacancies.
+
+Random numbers come from :mod:`leadsim.rng` at address ``(seed, draw, slot, year, stream)``; year index 0
+is the base year (the initial cohort's latent), performance year ``i`` uses index ``i + 1``.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from leadsim.marginals import GRID_H, GRID_ZMAX
+from leadsim.rng import N_STREAMS, Stream, key, normals, uniforms, word
+
+__all__ = ["OUT_FIELDS", "cohort_chunk", "floor_chunk", "simulate_draw"]
+
+OUT_FIELDS = ("member_months", "expenditure", "stop_loss_payout", "risk_weighted_months", "deaths",
+              "entrants", "outliers")
+"""Last axis of the kernel output, per (draw, year, population)."""
+
+_MM, _SPEND, _PAYOUT, _RISKW, _DEATHS, _ENTRANTS, _OUTLIERS = range(7)
+_AD, _ESRD, _HN = 0, 1, 2
+_INV_H = 1.0 / GRID_H
+_NS = np.uint64(N_STREAMS)
+_S_LATENT = np.uint64(Stream.LATENT)
+_S_EVENTS = np.uint64(Stream.EVENTS)
+_S_SIGNAL = np.uint64(Stream.SIGNAL)
+
+
+@nb.njit(cache=True, inline="always")
+def interp(table: np.ndarray, p: int, z: float) -> float:
+    """Linear interpolation of row ``p`` of a latent-grid table, clamped at the grid ends."""
+    n = table.shape[1]
+    t = (z + GRID_ZMAX) * _INV_H
+    if t < 0.0:
+        t = 0.0
+    elif t > n - 1.000001:
+        t = n - 1.000001
+    i = int(t)
+    f = t - i
+    a = table[p, i]
+    return a + f * (table[p, i + 1] - a)
+
+
+@nb.njit(cache=True)
+def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prostab, conctab, entrant_score,
+                  z0, rho, death_c, beta,
+                  death_mult, exit_rate, sig_r, concurrent, hn_rate, esrd_rate, mix_cum, mean, sl_scale,
+                  attach, sl_share, sl_mode, trunc_cap, outlier_thr, out, record, rec_pop, rec_mm,
+                  rec_spend, rec_died):
+    """Simulate one draw; accumulate into ``out[year, population, field]`` (see :data:`OUT_FIELDS`).
+
+    ``mean[year, p]`` and ``sl_scale[year, p]`` are this draw's realised mean annual cost and the
+    attachment trend. With ``record`` the slot-level panel is written to ``rec_*[slot, year]``.
+    """
+    n_years = target.shape[0]
+    n_slots = 0
+    for t in range(n_years):
+        if target[t] > n_slots:
+            n_slots = target[t]
+    if init_pop.shape[0] > n_slots:
+        n_slots = init_pop.shape[0]
+    n_bands = attach.shape[0]
+    s_draw = np.uint64(draw)
+    keys = np.empty(n_slots, dtype=np.uint64)
+    z = np.zeros(n_slots)
+    pop = np.zeros(n_slots, dtype=np.int8)
+    state = np.zeros(n_slots, dtype=np.int8)  # 0 vacant, 1 continuing, 2 entrant this year
+    rho_s = np.sqrt(1.0 - rho * rho)
+    beta_s = np.sqrt(1.0 - beta * beta)
+    sig_s = np.sqrt(1.0 - sig_r * sig_r)
+    active = 0
+    for i in range(n_slots):
+        keys[i] = key(seed, s_draw, np.uint64(i))
+    for i in range(init_pop.shape[0]):
+        state[i] = 1
+        pop[i] = init_pop[i]
+        p = init_pop[i]
+        z[i] = init_mean[p] + init_sd[p] * normals(word(keys[i], _S_LATENT))[0]  # base-year latent
+        active += 1
+
+    for t in range(n_years):
+        # entrants fill vacancies, lowest slot first
+        need = target[t] - active
+        i = 0
+        while need > 0 and i < n_slots:
+            if state[i] == 0:
+                state[i] = 2
+                need -= 1
+            i += 1
+        active = 0
+        base = np.uint64(t + 1) * _NS
+        for i in range(n_slots):
+            st = state[i]
+            if st == 0:
+                continue
+            k = keys[i]
+            e1, e2 = normals(word(k, base + _S_LATENT))
+            u_exit, u_pop = uniforms(word(k, base + _S_EVENTS))
+            died = False
+            if st == 2:
+                if u_pop < mix_cum[0]:
+                    p = _AD
+                elif u_pop < mix_cum[1]:
+                    p = _ESRD
+                else:
+                    p = _HN
+                zn = e1
+                score = entrant_score[p]
+                mm = 6.0
+                factor = 0.5
+            else:
+                p = pop[i]
+                if p == _AD:
+                    if u_pop < esrd_rate:
+                        p = _ESRD
+                    elif u_pop < esrd_rate + hn_rate:
+                        p = _HN
+                zp = z[i]
+                zn = rho[p] * zp + rho_s[p] * e1
+                score = interp(prostab, p, zp)
+                if beta[p] * zn + beta_s[p] * e2 > death_c[p]:
+                    died = True
+                    mm = 6.0
+                    factor = death_mult[p]
+                else:
+                    mm = 12.0
+                    factor = 1.0
+            if concurrent[p]:
+                nu = normals(word(k, base + _S_SIGNAL))[0]
+                score = interp(conctab, p, sig_r[p] * zn + sig_s[p] * nu)
+            if zn <= z0[p]:
+                x = 0.0
+            else:
+                x = mean[t, p] * factor * interp(qtab, p, zn)
+            scale = sl_scale[t, p]
+            relief = 0.0
+            if sl_mode == 1:
+                for b in range(n_bands):
+                    lo = attach[b] * scale
+                    if x <= lo:
+                        break
+                    hi = attach[b + 1] * scale if b + 1 < n_bands else np.inf
+                    relief += sl_share[b] * (min(x, hi) - lo)
+            elif sl_mode == 2 and x > trunc_cap * scale:
+                relief = x - trunc_cap * scale
+            if x > outlier_thr * scale:
+                out[t, p, _OUTLIERS] += 1.0
+            o = out[t, p]
+            o[_MM] += mm
+            o[_SPEND] += x
+            o[_PAYOUT] += relief
+            o[_RISKW] += mm * score
+            if st == 2:
+                o[_ENTRANTS] += 1.0
+            if record:
+                rec_pop[i, t] = p
+                rec_mm[i, t] = mm
+                rec_spend[i, t] = x
+                rec_died[i, t] = died
+            z[i] = zn
+            pop[i] = p
+            if died:
+                o[_DEATHS] += 1.0
+                state[i] = 0
+            elif u_exit <= exit_rate[p]:
+                state[i] = 0
+            else:
+                state[i] = 1
+                active += 1
+
+
+@nb.njit(cache=True, parallel=True)
+def cohort_chunk(seed, draws, target, init_pop, init_mean, init_sd, qtab, prostab, conctab, entrant_score,
+                 z0, rho, death_c, beta, death_mult, exit_rate, sig_r, concurrent, hn_rate, esrd_rate, mix_cum,
+                 mean, sl_scale, attach, sl_share, sl_mode, trunc_cap, outlier_thr, out):
+    """Simulate the draws of one chunk in parallel; ``out[d, year, population, field]`` (zeroed by caller).
+
+    Each draw is computed by one thread from its own keyed streams and written to its own row, so
+    results do not depend on the thread count or on how draws are grouped into chunks.
+    """
+    empty_i8 = np.zeros((0, 0), dtype=np.int8)
+    empty_f8 = np.zeros((0, 0))
+    empty_b = np.zeros((0, 0), dtype=np.bool_)
+    for d in nb.prange(draws.shape[0]):
+        simulate_draw(seed, draws[d], target, init_pop, init_mean, init_sd, qtab, prostab, conctab,
+                      entrant_score, z0, rho, death_c, beta, death_mult, exit_rate, sig_r, concurrent, hn_rate,
+                      esrd_rate, mix_cum, mean[d],
+                      sl_scale[d], attach, sl_share, sl_mode, trunc_cap, outlier_thr, out[d], False,
+                      empty_i8, empty_f8, empty_f8, empty_b)
+
+
+@nb.njit(cache=True, parallel=True)
+def floor_chunk(seed, draws, n_slots, n_years, sigma, out):
+    """The speed floor: one keyed lognormal per beneficiary-year, summed per draw (benchmarks only)."""
+    for d in nb.prange(draws.shape[0]):
+        s_draw = np.uint64(draws[d])
+        acc = 0.0
+        for i in range(n_slots):
+            k = key(seed, s_draw, np.uint64(i))
+            for t in range(n_years):
+                acc += np.exp(sigma * normals(word(k, np.uint64(t + 1) * _NS))[0])
+        out[d] = acc

@@ -1,0 +1,283 @@
+"""Orchestration: config -> kernel inputs -> chunks of draws -> ledger -> arrays for the dataset.
+
+Draws are processed in chunks of ``simulation.chunk_draws`` to bound memory; the chunk size, thread count
+and worker count never change a result because every draw's numbers are keyed by its index.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+from scipy import special
+
+from leadsim import cohort
+from leadsim.benchmark import benchmark_pbpm
+from leadsim.config import POPULATIONS, Config, per_year
+from leadsim.drivers import MacroPaths, macro_paths, prospective_growth
+from leadsim.marginals import SplicedMarginal, conditional_mean_table
+from leadsim.settlement import price_stop_loss, settle
+from leadsim.stationary import stationary_cohort
+
+__all__ = ["ChunkResult", "CohortModel", "cohort_model", "run_chunk", "run_draws"]
+
+
+@dataclass(frozen=True)
+class CohortModel:
+    """Everything the cohort kernel needs that does not depend on the draw (arrays and plain scalars)."""
+
+    seed: np.uint64
+    target: np.ndarray          # aligned count at the start of each year (int64)
+    init_pop: np.ndarray        # population of each initial slot (int8)
+    qtab: np.ndarray            # (3, G) Q_p on the latent grid
+    prostab: np.ndarray         # (3, G) prospective score table
+    conctab: np.ndarray         # (3, G) concurrent score table
+    z0: np.ndarray              # (3,) zero-spending latent threshold
+    rho: np.ndarray
+    death_c: np.ndarray         # Phi^{-1}(1 - q), inf when q = 0
+    beta: np.ndarray
+    death_mult: np.ndarray
+    exit_rate: np.ndarray
+    sig_r: np.ndarray           # sqrt(R^2) of the concurrent risk model
+    concurrent: np.ndarray      # (3,) bool: High Needs uses concurrent scores
+    entrant_score: np.ndarray   # (3,) prospective score of an entrant (1 / stationary score mean)
+    init_mean: np.ndarray       # (3,) stationary latent mean of the initial cohort
+    init_sd: np.ndarray         # (3,) stationary latent sd of the initial cohort
+    hn_rate: float
+    esrd_rate: float
+    mix_cum: np.ndarray         # (2,) cumulative entrant mix: A&D, A&D + ESRD
+    base_mean: np.ndarray       # (3,) mean annual cost per unit Q, base year (mean / kappa)
+    care_management: np.ndarray  # (years,)
+    attach: np.ndarray
+    sl_share: np.ndarray
+    sl_mode: int                # 0 none, 1 stop-loss bands, 2 truncation
+    trunc_cap: float
+    outlier_thr: float
+
+    @property
+    def n_slots(self) -> int:
+        return int(max(self.target.max(initial=0), self.init_pop.shape[0]))
+
+
+def initial_populations(cfg: Config) -> np.ndarray:
+    """Population of each initial slot: deterministic counts from the mix (A&D, then ESRD, then HN)."""
+    n = cfg.aco.beneficiaries
+    n_esrd = round(n * cfg.aco.mix.esrd)
+    n_hn = min(round(n * cfg.aco.mix.high_needs), n - n_esrd)
+    n_ad = n - n_esrd - n_hn
+    return np.concatenate([np.zeros(n_ad, np.int8), np.ones(n_esrd, np.int8), np.full(n_hn, 2, np.int8)])
+
+
+def cohort_model(cfg: Config) -> CohortModel:
+    """Build the draw-independent kernel inputs (tables are computed once per run)."""
+    pops = cfg.population.ordered()
+    marg = [SplicedMarginal(p.zero_share, p.sigma, p.tail_start, p.tail_alpha) for p in pops]
+    qtab = np.stack([m.table() for m in marg])
+    rho = np.array([p.rho for p in pops])
+    sig_r = np.sqrt(np.array([p.risk_model_r2 for p in pops]))
+    prostab = np.stack([conditional_mean_table(qtab[j], rho[j]) for j in range(3)])
+    conctab = np.stack([conditional_mean_table(qtab[j], sig_r[j]) for j in range(3)])
+    mort = np.array([p.mortality for p in pops])
+    with np.errstate(divide="ignore"):
+        death_c = np.where(mort > 0, special.ndtri(1.0 - mort), np.inf)
+    mix = cfg.aco.mix
+    mix_arr = np.array([mix.aged_disabled, mix.esrd, mix.high_needs])
+    beta = np.array([p.death_risk_beta for p in pops])
+    death_mult = np.array([p.death_multiplier for p in pops])
+    exit_rate = np.array([p.exit_rate for p in pops])
+    concurrent = np.array([False, False, True])
+    ad = cfg.population.aged_disabled
+    st = stationary_cohort(qtab, prostab, conctab, concurrent, rho, mort, beta, death_mult, exit_rate,
+                           sig_r, mix_arr, ad.high_needs_rate, ad.esrd_rate)
+    prostab = prostab / st.score_norm[:, None]
+    conctab = conctab / st.score_norm[:, None]
+    n_years = cfg.simulation.years
+    growth = (1.0 + cfg.aco.growth) ** np.arange(n_years)
+    target = np.round(cfg.aco.beneficiaries * growth).astype(np.int64)
+    sl = cfg.policy.stop_loss
+    mode = 1 if sl.enabled else (2 if sl.truncation_cap is not None else 0)
+    return CohortModel(
+        seed=np.uint64(cfg.simulation.seed),
+        target=target,
+        init_pop=initial_populations(cfg),
+        qtab=qtab, prostab=prostab, conctab=conctab,
+        z0=np.array([m.zero_latent for m in marg]),
+        rho=rho, death_c=death_c,
+        beta=beta,
+        death_mult=death_mult,
+        exit_rate=exit_rate,
+        sig_r=sig_r,
+        concurrent=concurrent,
+        entrant_score=1.0 / st.score_norm,
+        init_mean=st.init_mean,
+        init_sd=st.init_sd,
+        hn_rate=ad.high_needs_rate,
+        esrd_rate=ad.esrd_rate,
+        mix_cum=np.array([mix.aged_disabled, mix.aged_disabled + mix.esrd]),
+        base_mean=np.array([p.mean_annual_cost for p in pops]) / st.kappa,
+        care_management=np.asarray(per_year(cfg.aco.care_management_effect, n_years)),
+        attach=np.asarray(sl.attachments, dtype=float),
+        sl_share=np.asarray(sl.shares, dtype=float),
+        sl_mode=mode,
+        trunc_cap=float(sl.truncation_cap or np.inf),
+        outlier_thr=cfg.simulation.outlier_threshold,
+    )
+
+
+def stop_loss_price(cfg: Config, model: CohortModel) -> np.ndarray:
+    """Stop-loss charge PBPM (years, 3) at this model's unit means and stationary latent law."""
+    lat_mean = model.rho * model.init_mean
+    lat_sd = np.sqrt(model.rho**2 * model.init_sd**2 + 1.0 - model.rho**2)
+    return price_stop_loss(cfg, model.base_mean, lat_mean, lat_sd)
+
+
+def realised_means(model: CohortModel, macro: MacroPaths) -> tuple[np.ndarray, np.ndarray]:
+    """Mean annual cost per (draw, year, population) and the attachment trend (start-year dollars).
+
+    ``m_{p,t} = mean_p x prod_{s<=t}(1 + aco_growth) x (1 + care_management_t)``; attachments and the
+    outlier threshold are trended with the draw's national growth from the first performance year.
+    """
+    cum_aco = np.cumprod(1.0 + macro.aco_growth, axis=1)
+    mean = model.base_mean[None, None, :] * cum_aco * (1.0 + model.care_management)[None, :, None]
+    cum_nat = np.cumprod(1.0 + macro.national_growth, axis=1)
+    scale = cum_nat / (1.0 + macro.national_growth[:, :1, :])
+    return np.ascontiguousarray(mean), np.ascontiguousarray(scale)
+
+
+def kernel_args(model: CohortModel) -> tuple[Any, ...]:
+    """Positional arguments of :func:`leadsim.cohort.simulate_draw` after ``(seed, draw)``, up to ``mean``."""
+    m = model
+    return (m.target, m.init_pop, m.init_mean, m.init_sd, m.qtab, m.prostab, m.conctab, m.entrant_score,
+            m.z0, m.rho, m.death_c, m.beta, m.death_mult, m.exit_rate, m.sig_r, m.concurrent, m.hn_rate,
+            m.esrd_rate, m.mix_cum)
+
+
+def run_cohort(model: CohortModel, draws: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Run the numba kernel on a set of draws; returns ``out[d, year, population, field]``."""
+    out = np.zeros((draws.shape[0], mean.shape[1], 3, len(cohort.OUT_FIELDS)))
+    cohort.cohort_chunk(model.seed, np.ascontiguousarray(draws, dtype=np.int64), *kernel_args(model), mean,
+                        scale, model.attach, model.sl_share, model.sl_mode, model.trunc_cap,
+                        model.outlier_thr, out)
+    return out
+
+
+@dataclass
+class ChunkResult:
+    """All per-draw outputs of one chunk, keyed by dataset variable name."""
+
+    draws: np.ndarray
+    arrays: dict[str, np.ndarray]
+
+
+def run_chunk(cfg: Config, model: CohortModel, draws: np.ndarray, charge_pbpm: np.ndarray | None = None
+              ) -> ChunkResult:
+    """Simulate and settle one chunk of draws (pure function of the config and the draw indices)."""
+    draws = np.asarray(draws, dtype=np.int64)
+    macro = macro_paths(cfg, draws)
+    mean, scale = realised_means(model, macro)
+    out = run_cohort(model, draws, mean, scale)
+    f = {name: out[..., i] for i, name in enumerate(cohort.OUT_FIELDS)}
+    mm = f["member_months"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        risk = np.where(mm > 0, f["risk_weighted_months"] / mm, 1.0)
+        spend_pbpm = np.where(mm > 0, (f["expenditure"] - f["stop_loss_payout"]) / mm, np.nan)
+    if charge_pbpm is None:
+        charge_pbpm = stop_loss_price(cfg, model)
+    arrays: dict[str, np.ndarray] = {
+        "member_months": mm, "expenditure": f["expenditure"], "stop_loss_payout": f["stop_loss_payout"],
+        "risk_score": risk, "deaths": f["deaths"].astype(np.int64), "entrants": f["entrants"].astype(np.int64),
+        "outliers": f["outliers"].astype(np.int64),
+        "national_growth": macro.national_growth, "regional_growth": macro.regional_growth,
+        "aco_growth": macro.aco_growth, "quality_score": macro.quality,
+    }
+    prosp = prospective_growth(cfg)
+    per_track: dict[str, list[np.ndarray]] = {}
+    for track in cfg.policy.tracks:
+        parts = benchmark_pbpm(cfg, track, macro.national_growth, macro.regional_growth, prosp, risk,
+                               macro.quality, spending_pbpm=spend_pbpm)
+        s = settle(cfg, track, parts.final, mm, f["expenditure"], f["stop_loss_payout"], charge_pbpm,
+                   macro.quality)
+        mmsum = mm[:, :, :]
+        items = {
+            "benchmark_pbpm": parts.final,
+            "blended_update": parts.blended_update,
+            "benchmark": s.benchmark,
+            "benchmark_discount": np.einsum("dyp,dyp->dy", parts.before_discount - parts.after_discount, mmsum),
+            "withhold_retained": np.einsum("dyp,dyp->dy", parts.after_discount - parts.final, mmsum),
+            "stop_loss_charge": s.stop_loss_charge,
+            "gross_savings": s.gross_savings,
+            "savings_rate": s.savings_rate,
+            "shared_savings": s.shared_savings,
+            "sequestration": s.sequestration,
+            "add_on_payments": s.add_on_payments,
+            "operating_cost": s.operating_cost,
+            "net_settlement": s.net_settlement,
+            "cumulative_settlement": s.cumulative_settlement,
+        }
+        for k, v in items.items():
+            per_track.setdefault(k, []).append(v)
+    for k, vs in per_track.items():
+        arrays[k] = np.stack(vs, axis=-1)  # track is the last axis
+    return ChunkResult(draws, arrays)
+
+
+def chunk_bounds(n_draws: int, chunk: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each chunk of draws."""
+    return [(lo, min(lo + chunk, n_draws)) for lo in range(0, n_draws, chunk)]
+
+
+def _progress(total: int, enabled: bool | None) -> Any:
+    if enabled is None:
+        enabled = sys.stderr.isatty() and not os.environ.get("CI")
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="draw", desc="leadsim", leave=False)
+
+
+def run_draws(cfg: Config, chunks: Iterable[tuple[int, int]] | None = None, *,
+              progress: bool | None = None,
+              on_chunk: Callable[[int, int, ChunkResult], None] | None = None) -> dict[str, np.ndarray]:
+    """Run every chunk in this process and gather the arrays (draw is the first axis).
+
+    Parameters
+    ----------
+    chunks : iterable of (start, stop), optional
+        Defaults to all draws in chunks of ``simulation.chunk_draws``.
+    progress : bool, optional
+        Show a tqdm bar; default on a terminal and off under ``CI``.
+    on_chunk : callable, optional
+        Called as ``on_chunk(start, stop, result)`` after each chunk (e.g. to write it to a store).
+    """
+    n = cfg.simulation.draws
+    if cfg.simulation.threads is not None:
+        numba.set_num_threads(min(cfg.simulation.threads, numba.config.NUMBA_NUM_THREADS))
+    model = cohort_model(cfg)
+    charge = stop_loss_price(cfg, model)
+    bounds = list(chunks) if chunks is not None else chunk_bounds(n, cfg.simulation.chunk_draws)
+    bar = _progress(sum(b - a for a, b in bounds), progress)
+    gathered: dict[str, np.ndarray] = {}
+    try:
+        for lo, hi in bounds:
+            res = run_chunk(cfg, model, np.arange(lo, hi), charge)
+            if on_chunk is not None:
+                on_chunk(lo, hi, res)
+            for k, v in res.arrays.items():
+                if k not in gathered:
+                    gathered[k] = np.empty((n, *v.shape[1:]), dtype=v.dtype)
+                gathered[k][lo:hi] = v
+            if bar is not None:
+                bar.update(hi - lo)
+    finally:
+        if bar is not None:
+            bar.close()
+    return gathered
+
+
+POPULATION_INDEX = {p: i for i, p in enumerate(POPULATIONS)}

@@ -1,0 +1,202 @@
+"""Settlement: stop-loss charge, gross savings, risk corridors, sequestration, add-ons (methodology §3).
+
+Plain numpy, vectorised over draws. Sign convention: positive is money to the ACO, negative is owed to
+CMS. Order per year: expenditure with stop-loss -> gross savings -> corridors -> sequestration ->
+add-ons -> net settlement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from leadsim.benchmark import is_higher_spending, marginal_bands
+from leadsim.config import Config, TrackPolicy, per_year
+from leadsim.marginals import SplicedMarginal, death_probability, latent_grid
+
+__all__ = [
+    "Settlement",
+    "corridor_share",
+    "financial_guarantee",
+    "price_stop_loss",
+    "settle",
+    "stop_loss_payout",
+]
+
+
+def stop_loss_payout(x: np.ndarray, attachments: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Per-beneficiary stop-loss payout ``sum_k s_k clip(x - a_k, 0, a_{k+1} - a_k)``, ``a_K = inf``.
+
+    Notes
+    -----
+    REACH offered CMS stop-loss on annual per-beneficiary spending in bands [REACH]; LEAD's terms are
+    unpublished, default 50% of $125k-250k, 75% of $250k-500k, 90% above $500k [ASSUMED]. The numba
+    kernel applies the same formula inside its beneficiary loop.
+    """
+    return marginal_bands(np.maximum(x, 0.0), attachments, shares)
+
+
+def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_mean: np.ndarray,
+                    latent_sd: np.ndarray) -> np.ndarray:
+    """Stop-loss charge PBPM per year and population, priced before the year (closed form).
+
+    Parameters
+    ----------
+    unit_mean : ndarray (3,)
+        Mean annual cost per unit of ``Q`` in the base year (``mean / kappa``, :mod:`leadsim.stationary`).
+    latent_mean, latent_sd : ndarray (3,)
+        Law of a continuing member's latent in the stationary cohort.
+
+    Returns
+    -------
+    ndarray, shape (years, 3)
+        ``(1 + loading) x E[payout] / E[member-months]`` under the model's own calibration and expected
+        trend; zero when stop-loss is not elected.
+
+    Notes
+    -----
+    Priced by quadrature over the stationary latent ``z ~ N(latent_mean, latent_sd^2)`` on the kernel's
+    grid, at the expected mean cost ``m_t = unit_mean x (1 + mu_p)^t x (1 + care management)`` with attachments trended
+    by expected national growth. A beneficiary dies in the year with probability
+    ``D(z) = Phi((beta z - Phi^{-1}(1 - q)) / sqrt(1 - beta^2))`` and then spends ``k`` times the
+    annual draw over six months; survivors twelve. Entrants (half a year at half the rate) are left out
+    of the price, which therefore slightly overstates the charge per month for a churning cohort. No
+    macro noise enters the price: trend risk stays with the ACO, as with CMS's prospectively priced
+    charge [REACH].
+    """
+    sl = cfg.policy.stop_loss
+    n_years = cfg.simulation.years
+    out = np.zeros((n_years, 3))
+    if not sl.enabled:
+        return out
+    z = latent_grid()
+    mu = np.asarray(cfg.trend.national_mean.ordered())
+    cm = np.asarray(per_year(cfg.aco.care_management_effect, n_years))
+    attach = np.asarray(sl.attachments)
+    shares = np.asarray(sl.shares)
+    for j, pop in enumerate(cfg.population.ordered()):
+        marg = SplicedMarginal(pop.zero_share, pop.sigma, pop.tail_start, pop.tail_alpha)
+        q = marg.quantile_of_latent(z)
+        dz = death_probability(z, pop.mortality, pop.death_risk_beta)
+        w = np.exp(-0.5 * ((z - latent_mean[j]) / latent_sd[j]) ** 2)
+        w /= w.sum()
+        months = float(w @ ((1.0 - dz) * 12.0 + dz * 6.0))
+        for t in range(n_years):
+            m = unit_mean[j] * (1.0 + mu[j]) ** (t + 1) * (1.0 + cm[t])
+            a = attach * (1.0 + mu[j]) ** t
+            pay = (1.0 - dz) * stop_loss_payout(m * q, a, shares) + dz * stop_loss_payout(
+                pop.death_multiplier * m * q, a, shares)
+            out[t, j] = (1.0 + sl.loading) * float(w @ pay) / months
+    return out
+
+
+def corridor_share(rate: np.ndarray, track: TrackPolicy, quality: np.ndarray | None = None) -> np.ndarray:
+    """The ACO's shared fraction of benchmark for a savings rate ``r`` (signed, per marginal bands).
+
+    Notes
+    -----
+    Savings (``r > 0``) and losses (``r < 0``) each have a table of marginal bands on ``|r|``
+    (methodology §3.4). A minimum savings/loss rate zeroes sharing inside it (first dollar once
+    exceeded) [MSSP]. For MSSP ENHANCED (``quality_loss_share``) the loss share is
+    ``1 - s_0 q`` bounded by ``loss_share_bounds`` (40%-75%), with ``s_0`` the first savings share
+    (75%) [MSSP]. Caps on shared savings and losses are fractions of the benchmark.
+    """
+    r = np.asarray(rate, dtype=float)
+    a = np.abs(r)
+    sav = marginal_bands(a, track.savings_breakpoints, track.savings_shares)
+    if track.quality_loss_share:
+        q = np.broadcast_to(np.asarray(quality if quality is not None else 1.0), r.shape)
+        lo, hi = track.loss_share_bounds
+        loss = np.clip(1.0 - track.savings_shares[0] * q, lo, hi) * a
+    else:
+        loss = marginal_bands(a, track.loss_breakpoints, track.loss_shares)
+    if track.savings_cap is not None:
+        sav = np.minimum(sav, track.savings_cap)
+    if track.loss_cap is not None:
+        loss = np.minimum(loss, track.loss_cap)
+    sav = np.where(r < track.minimum_savings_rate, 0.0, sav) if track.minimum_savings_rate > 0 else sav
+    loss = np.where(-r < track.minimum_loss_rate, 0.0, loss) if track.minimum_loss_rate > 0 else loss
+    return np.where(r > 0, sav, np.where(r < 0, -loss, 0.0))
+
+
+def financial_guarantee(cfg: Config) -> float:
+    """Financial guarantee in USD: a share (default 4%) of annualised base-year Parts A+B spending [LEAD-2].
+
+    The base-year spending is the initial cohort's size times the population mean annual costs.
+    """
+    mix = cfg.aco.mix
+    n = cfg.aco.beneficiaries
+    spend = sum(getattr(mix, name) * n * cfg.population[name].mean_annual_cost
+                for name in ("aged_disabled", "esrd", "high_needs"))
+    return cfg.policy.settlement.financial_guarantee * spend
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """One track's settlement, arrays of shape (draws, years) unless noted. USD; positive to the ACO."""
+
+    benchmark: np.ndarray
+    stop_loss_charge: np.ndarray
+    gross_savings: np.ndarray
+    savings_rate: np.ndarray
+    shared_savings: np.ndarray
+    sequestration: np.ndarray
+    add_on_payments: np.ndarray
+    operating_cost: np.ndarray
+    net_settlement: np.ndarray
+    cumulative_settlement: np.ndarray  # (draws,)
+
+
+def settle(cfg: Config, track_name: str, benchmark_pbpm: np.ndarray, member_months: np.ndarray,
+           expenditure: np.ndarray, stop_loss_payout: np.ndarray, charge_pbpm: np.ndarray,
+           quality: np.ndarray) -> Settlement:
+    """Settle one track for every draw and year.
+
+    Parameters
+    ----------
+    benchmark_pbpm : ndarray (draws, years, 3)
+        Final benchmark (after discount and withhold).
+    member_months, expenditure, stop_loss_payout : ndarray (draws, years, 3)
+        From the cohort kernel; ``stop_loss_payout`` is the outlier relief (stop-loss payout, or the
+        amount removed by truncation).
+    charge_pbpm : ndarray (years, 3)
+        Stop-loss charge from :func:`price_stop_loss`.
+    quality : ndarray (draws, years)
+
+    Notes
+    -----
+    ``benchmark = sum_p B_p months_p``; ``gross_savings = benchmark - (E - payout x neutrality +
+    charge)``; ``r = gross / benchmark`` over all populations together; shared = corridor share of
+    ``r`` x benchmark; sequestration (2%) reduces positive shared savings, and losses when switched on
+    [LEAD-2]; add-ons: administrative 1.5% of benchmark for higher-spending ACOs [LEAD], rural add-on
+    and High Performers Pool bonus as shares of benchmark [ASSUMED 0]; ``net = shared + add-ons -
+    operating cost``. Primary Care Capitation changes cash timing only: the enhanced PCC advance is
+    repaid at settlement, so it nets out of the year's result and is not in ``net_settlement``.
+    Cumulative settlement sums the years discounted at ``discount_rate`` to the first year.
+    """
+    track = cfg.policy.track(track_name)
+    assert track is not None
+    st = cfg.policy.settlement
+    b = cfg.policy.benchmark
+    neutrality = cfg.policy.stop_loss.neutrality
+    bench = np.einsum("dyp,dyp->dy", benchmark_pbpm, member_months)
+    charge = np.einsum("yp,dyp->dy", charge_pbpm, member_months)
+    relief = stop_loss_payout.sum(axis=2) * (neutrality if cfg.policy.stop_loss.enabled else 1.0)
+    net_spend = expenditure.sum(axis=2) - relief + charge
+    gross = bench - net_spend
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(bench > 0, gross / bench, 0.0)
+    shared_before = corridor_share(rate, track, quality) * bench
+    seq_rate = np.where(shared_before > 0, st.sequestration,
+                        st.sequestration if st.sequestration_on_losses else 0.0)
+    sequestration = shared_before * seq_rate
+    shared = shared_before - sequestration
+    add_rate = (b.admin_addon if is_higher_spending(cfg) else 0.0) + (
+        b.rural_addon if cfg.aco.rural else 0.0) + b.high_performers_bonus
+    add_on = add_rate * bench
+    operating = cfg.aco.operating_cost_pbpm * member_months.sum(axis=2)
+    net = shared + add_on - operating
+    disc = (1.0 + st.discount_rate) ** -np.arange(net.shape[1])
+    cumulative = net @ disc
+    return Settlement(bench, charge, gross, rate, shared, sequestration, add_on, operating, net, cumulative)

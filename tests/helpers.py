@@ -1,0 +1,17 @@
+"""Shared test helpers: small, fast configurations."""
+
+from __future__ import annotations
+
+import warnings
+
+import leadsim
+from leadsim.config import LeadsimWarning
+
+
+def small_config(**overrides):
+    """A small standard ACO (500 beneficiaries, 16 draws) for fast tests; overrides are dotted keys."""
+    base = {"simulation.draws": 16, "aco.beneficiaries": 500, "simulation.chunk_draws": 8}
+    base.update(overrides)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LeadsimWarning)
+        return leadsim.load_config(overrides=base)
