@@ -243,7 +243,8 @@ def _progress(total: int, enabled: bool | None) -> Any:
 
 def run_draws(cfg: Config, chunks: Iterable[tuple[int, int]] | None = None, *,
               progress: bool | None = None,
-              on_chunk: Callable[[int, int, ChunkResult], None] | None = None) -> dict[str, np.ndarray]:
+              on_chunk: Callable[[int, int, ChunkResult], None] | None = None,
+              gather: bool = True) -> dict[str, np.ndarray]:
     """Run every chunk in this process and gather the arrays (draw is the first axis).
 
     Parameters
@@ -254,6 +255,9 @@ def run_draws(cfg: Config, chunks: Iterable[tuple[int, int]] | None = None, *,
         Show a tqdm bar; default on a terminal and off under ``CI``.
     on_chunk : callable, optional
         Called as ``on_chunk(start, stop, result)`` after each chunk (e.g. to write it to a store).
+    gather : bool
+        Keep every chunk's arrays and return them (default). With ``False`` nothing is kept (memory stays
+        flat as draws grow; use ``on_chunk`` to stream results) and an empty dict is returned.
     """
     n = cfg.simulation.draws
     if cfg.simulation.threads is not None:
@@ -268,7 +272,7 @@ def run_draws(cfg: Config, chunks: Iterable[tuple[int, int]] | None = None, *,
             res = run_chunk(cfg, model, np.arange(lo, hi), charge)
             if on_chunk is not None:
                 on_chunk(lo, hi, res)
-            for k, v in res.arrays.items():
+            for k, v in (res.arrays.items() if gather else ()):
                 if k not in gathered:
                     gathered[k] = np.empty((n, *v.shape[1:]), dtype=v.dtype)
                 gathered[k][lo:hi] = v
