@@ -562,9 +562,9 @@ def _format_errors(err: ValidationError) -> list[str]:
         if len(shown) > 60:
             shown = shown[:57] + "..."
         rng = _field_range(Config, loc)
-        tail = f" ({rng})" if (rng and "greater" in msg) or "less" in msg or "finite" in msg else ""
-        if not tail and rng and e["type"] in ("float_type", "int_type", "finite_number"):
-            tail = f" ({rng})"
+        bound_error = any(w in msg for w in ("greater", "less", "finite")) or e["type"] in (
+            "float_type", "int_type", "finite_number")
+        tail = f" ({rng})" if rng and bound_error else ""
         lines.append(f"{key} = {shown}: {msg}{tail}")
     return lines
 
