@@ -198,5 +198,9 @@ def settle(cfg: Config, track_name: str, benchmark_pbpm: np.ndarray, member_mont
     operating = cfg.aco.operating_cost_pbpm * member_months.sum(axis=2)
     net = shared + add_on - operating
     disc = (1.0 + st.discount_rate) ** -np.arange(net.shape[1])
-    cumulative = net @ disc
+    # a fixed-order sum over years (not ``net @ disc``: BLAS rounding depends on how many draws are in the
+    # chunk, which broke bit-identical results across chunk_draws)
+    cumulative = np.zeros(net.shape[0])
+    for t in range(net.shape[1]):
+        cumulative = cumulative + net[:, t] * disc[t]
     return Settlement(bench, charge, gross, rate, shared, sequestration, add_on, operating, net, cumulative)
