@@ -7,6 +7,7 @@ Public API (design.md)::
     ds = leadsim.simulate(cfg)                 # xarray.Dataset
     leadsim.save(ds, "out.nc"); ds = leadsim.open("out.nc")
     panel = leadsim.trajectories(cfg, draw=0)  # one draw's beneficiary-level panel
+    summary = leadsim.summarize(ds)            # risk metrics with Monte Carlo standard errors; ds.leadsim.*
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 from leadsim.config import Config, ConfigError, LeadsimWarning, load_config
 from leadsim.dataset import open_result as open
 from leadsim.dataset import save
+from leadsim.risk import summarize
 from leadsim.simulate import simulate, trajectories
 
 __all__ = [
@@ -27,5 +29,6 @@ __all__ = [
     "open",
     "save",
     "simulate",
+    "summarize",
     "trajectories",
 ]

@@ -1,0 +1,341 @@
+"""Self-contained HTML reports: one run (``leadsim report``) and several side by side (``leadsim compare``).
+
+The HTML has no external resources: figures are embedded as base64 PNG ``<img>`` tags, tables are plain
+``<table>`` elements, the CSS is inline. Every figure is an ``<img class="figure" data-figure=NAME>`` and every
+table a ``<table data-table=NAME>`` so tests (and headless Chromium) can check that each is present.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+
+from leadsim import __version__, plots
+from leadsim.risk import HORIZON, LEVELS, paired_difference, summarize
+
+__all__ = ["REPORT_FIGURES", "REPORT_TABLES", "compare_html", "compare_text", "report_html", "write_html"]
+
+REPORT_FIGURES = ("fan_chart", "loss_exceedance", "settlement_distribution", "comparison", "waterfall_mean",
+                  "waterfall_1in100", "convergence")
+"""``data-figure`` names in a run report (waterfalls once per track, suffixed ``_<track>``)."""
+
+REPORT_TABLES = ("horizon_metrics", "annual_metrics", "provenance")
+"""``data-table`` names in a run report (``annual_metrics`` once per track, suffixed ``_<track>``)."""
+
+COMPARE_FIGURES = ("comparison", "loss_exceedance", "settlement_distribution")
+COMPARE_TABLES = ("runs", "compare_metrics", "paired_differences")
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1100px;color:#222;
+line-height:1.4;padding:0 16px}
+h1{font-size:1.6em;margin-bottom:0.2em}h2{border-bottom:1px solid #ccc;padding-bottom:3px;margin-top:1.6em}
+.sub{color:#555;margin-top:0}
+table{border-collapse:collapse;margin:8px 0 16px;font-size:0.86em}
+th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap}
+th{background:#f3f5f7}td.l,th.l{text-align:left}
+.se{color:#777;font-size:0.85em}
+.figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:12px}
+figure{margin:0;min-width:0}.wrap td{white-space:normal;word-break:break-word}
+figure img{width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:0.85em;color:#555}
+pre{background:#f7f7f7;border:1px solid #e3e3e3;padding:8px;overflow-x:auto;font-size:0.8em}
+.note{font-size:0.88em;color:#444;background:#fbfbf3;border-left:3px solid #d9c65a;padding:6px 10px}
+"""
+
+
+def _png(fig: Figure, dpi: int = 110) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(name: str, fig: Figure, caption: str) -> str:
+    return (f'<figure><img class="figure" data-figure="{html.escape(name)}" alt="{html.escape(caption)}" '
+            f'src="data:image/png;base64,{_png(fig)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+
+
+def _m(x: float, digits: int = 2) -> str:
+    """Money in $M with a proper minus sign."""
+    if not np.isfinite(x):
+        return "n/a"
+    return f"{'−' if x < 0 else ''}${abs(x) / 1e6:,.{digits}f}M"
+
+
+def _mse(x: float, se: float) -> str:
+    return f"{_m(x)} <span class='se'>± {abs(se) / 1e6:,.2f}</span>"
+
+
+def _p(x: float, se: float | None = None) -> str:
+    out = f"{x:.1%}"
+    return out if se is None else f"{out} <span class='se'>± {se:.1%}</span>"
+
+
+def _table(name: str, header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1, cls: str = "") -> str:
+    th = "".join(f"<th class='l'>{h}</th>" if i < left else f"<th>{h}</th>" for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(f"<td class='l'>{c}</td>" if i < left else f"<td>{c}</td>"
+                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return f'<table data-table="{name}" class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<meta name='generator' content='leadsim {__version__}'><style>{_CSS}</style></head>"
+            f"<body>{body}</body></html>\n")
+
+
+def _level_name(p: float) -> str:
+    return f"{100 * p:g}%"
+
+
+def _horizon_rows(s: xr.Dataset) -> list[list[str]]:
+    tracks = list(s["track"].values)
+    h = s.sel(period=HORIZON)
+
+    def row(label: str, fn) -> list[str]:
+        return [label, *(fn(t) for t in tracks)]
+
+    rows = [
+        row("Mean", lambda t: _mse(float(h["mean"].sel(track=t)), float(h.mean_se.sel(track=t)))),
+        row("Standard deviation", lambda t: _mse(float(h.sd.sel(track=t)), float(h.sd_se.sel(track=t)))),
+    ]
+    for metric in ("VaR", "TVaR"):
+        rows += [row(f"{metric} {_level_name(lv)} (loss)", lambda t, lv=lv, m=metric: _mse(
+            float(h[m].sel(track=t, level=lv)), float(h[f"{m}_se"].sel(track=t, level=lv))))
+            for lv in s["level"].values]
+    rows += [
+        row("P(ten-year loss)", lambda t: _p(float(h.p_loss.sel(track=t)), float(h.p_loss_se.sel(track=t)))),
+        row("P(some year's loss > guarantee)", lambda t: _p(float(h.p_beyond_guarantee.sel(track=t)),
+                                                             float(h.p_beyond_guarantee_se.sel(track=t)))),
+        row("Worst cumulative drawdown: mean", lambda t: _mse(float(s.drawdown_mean.sel(track=t)),
+                                                              float(s.drawdown_mean_se.sel(track=t)))),
+    ]
+    if 0.99 in s["level"].values:
+        rows.append(row("Worst cumulative drawdown: 1 in 100", lambda t: _mse(
+            float(s.drawdown_VaR.sel(track=t, level=0.99)), float(s.drawdown_VaR_se.sel(track=t, level=0.99)))))
+    return rows
+
+
+def _annual_rows(s: xr.Dataset, track: str) -> tuple[list[str], list[list[str]]]:
+    lv = 0.99 if 0.99 in s["level"].values else float(s["level"].values[-1])
+    header = ["Year", "Mean", f"VaR {_level_name(lv)}", f"TVaR {_level_name(lv)}", "P(loss)", "P(loss &gt; FG)"]
+    rows = []
+    for period in s["period"].values:
+        r = s.sel(period=period)
+        cells = ["ten-year" if period == HORIZON else f"PY{period}"]
+        for t in [track]:
+            x = r.sel(track=t)
+            cells += [_mse(float(x["mean"]), float(x.mean_se)), _mse(float(x.VaR.sel(level=lv)),
+                                                                   float(x.VaR_se.sel(level=lv))),
+                      _mse(float(x.TVaR.sel(level=lv)), float(x.TVaR_se.sel(level=lv))),
+                      _p(float(x.p_loss)), _p(float(x.p_beyond_guarantee))]
+        rows.append(cells)
+    return header, rows
+
+
+def _provenance_rows(ds: xr.Dataset) -> list[list[str]]:
+    keys = ("title", "aco_name", "policy_name", "seed", "leadsim_version", "numba_version", "numpy_version",
+            "rng_scheme", "created")
+    rows = [[k, html.escape(str(ds.attrs[k]))] for k in keys if k in ds.attrs]
+    rows.append(["draws", f"{ds.sizes['draw']:,}"])
+    rows.append(["report generated by", f"leadsim {__version__}"])
+    return rows
+
+
+def report_html(ds: xr.Dataset, source: str | None = None, levels: Sequence[float] = LEVELS) -> str:
+    """The HTML report of one run: metrics with standard errors, figures, assumptions, provenance.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A leadsim result.
+    source : str, optional
+        Where the result was read from (shown in the header).
+    levels : sequence of float
+        VaR/TVaR levels in the tables.
+
+    Returns
+    -------
+    str
+        A complete, self-contained HTML document.
+    """
+    s = summarize(ds, levels=levels)
+    tracks = [str(t) for t in ds["track"].values]
+    fg = float(ds["financial_guarantee"]) if "financial_guarantee" in ds else float("nan")
+    title = ds.attrs.get("title", "leadsim run")
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             f"<p class='sub'>{ds.sizes['draw']:,} draws · seed {html.escape(str(ds.attrs.get('seed', '?')))} · "
+             f"leadsim {html.escape(str(ds.attrs.get('leadsim_version', __version__)))}"
+             f"{' · ' + html.escape(source) if source else ''}</p>",
+             "<p class='note'>Sign convention: settlement is positive when paid <b>to the ACO</b>, negative when "
+             "owed to CMS. VaR and TVaR are on the <b>loss side</b> and reported as positive loss amounts: VaR "
+             "99% is minus the 1% lower quantile of settlement (numpy <code>inverted_cdf</code>); TVaR 99% is the "
+             "mean loss in the worst 1% of draws. A negative VaR means the 1-in-100 outcome is still a gain. "
+             "Small grey numbers are Monte Carlo standard errors (asymptotic, from influence functions); ± "
+             f"1.96 of them is a 95% interval. Financial guarantee (FG): {_m(fg)}.</p>"]
+    parts.append("<h2>Ten-year results</h2>")
+    parts.append(_table("horizon_metrics", ["Metric", *tracks], _horizon_rows(s)))
+    parts.append("<h2>Year by year</h2><p>Annual net settlement; the last row is the ten-year total (P(loss &gt; FG):"
+                 " in any year).</p>")
+    for t in tracks:
+        header, rows = _annual_rows(s, t)
+        parts.append(f"<h3>{html.escape(t)}</h3>" + _table(f"annual_metrics_{t}", header, rows))
+
+    figs = [
+        _figure("fan_chart", plots.fan_chart(ds), "Benchmark (bands) vs spending (lines) per member-month"),
+        _figure("loss_exceedance", plots.loss_exceedance(ds), "Ten-year loss exceedance with 95% bands"),
+        _figure("settlement_distribution", plots.settlement_distribution(ds),
+                "Distribution of the ten-year cumulative settlement"),
+        _figure("comparison", plots.comparison(ds), "Mean vs TVaR 99% by track"),
+    ]
+    for t in tracks:
+        figs.append(_figure(f"waterfall_mean_{t}", plots.waterfall(ds, track=t, draw="mean"),
+                            f"Settlement waterfall, {t}: mean over draws (ten-year total)"))
+        figs.append(_figure(f"waterfall_1in100_{t}", plots.waterfall(ds, track=t, draw="1-in-100"),
+                            f"Settlement waterfall, {t}: the 1-in-100 draw of the ten-year settlement"))
+    figs.append(_figure("convergence", plots.convergence(ds), "Running TVaR 99% with ±1.96 s.e."))
+    parts.append("<h2>Figures</h2><div class='figs'>" + "".join(figs) + "</div>")
+
+    assumptions = str(ds.attrs.get("assumptions", "")).strip() or "(none recorded)"
+    parts.append("<h2>Assumptions in force</h2><p>Parameters tagged [ASSUMED] (no public figure) in this run:</p>"
+                 f"<pre data-section='assumptions'>{html.escape(assumptions)}</pre>")
+    parts.append("<h2>Provenance</h2>")
+    parts.append(_table("provenance", ["Attribute", "Value"], _provenance_rows(ds), left=2, cls="wrap"))
+    parts.append("<details open><summary>Resolved configuration (TOML)</summary>"
+                 f"<pre data-section='config'>{html.escape(str(ds.attrs.get('config_toml', '(not recorded)')))}"
+                 "</pre></details>")
+    return _page(f"leadsim report: {title}", "".join(parts))
+
+
+def _labels(runs: Mapping[str, xr.Dataset]) -> list[tuple[str, str, xr.Dataset]]:
+    return [(f"{name}: {t}", str(t), ds) for name, ds in runs.items() for t in ds["track"].values]
+
+
+def _compare_summaries(runs: Mapping[str, xr.Dataset], p: float) -> list[tuple[str, xr.Dataset, xr.Dataset]]:
+    out = []
+    for name, ds in runs.items():
+        s = summarize(ds, levels=sorted({*LEVELS, p})).sel(period=HORIZON)
+        out += [(f"{name}: {t}", s.sel(track=t), s) for t in s["track"].values]
+    return out
+
+
+def compare_text(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
+    """A plain-text side-by-side table of the ten-year metrics of several runs (one row per run and track)."""
+    rows = _compare_summaries(runs, p)
+    width = max(24, *(len(r[0]) + 2 for r in rows))
+    head = (f"{'run: track':{width}}{'mean':>14}{'± se':>10}{'VaR ' + _level_name(p):>14}{'± se':>10}"
+            f"{'TVaR ' + _level_name(p):>14}{'± se':>10}{'P(loss)':>9}{'P(>FG)':>9}")
+    lines = ["Ten-year cumulative settlement (positive = paid to the ACO; VaR/TVaR = loss, $M)", head]
+    for label, x, _ in rows:
+        lines.append(f"{label:{width}}{float(x['mean']) / 1e6:>14,.2f}{float(x.mean_se) / 1e6:>10,.2f}"
+                     f"{float(x.VaR.sel(level=p)) / 1e6:>14,.2f}{float(x.VaR_se.sel(level=p)) / 1e6:>10,.2f}"
+                     f"{float(x.TVaR.sel(level=p)) / 1e6:>14,.2f}{float(x.TVaR_se.sel(level=p)) / 1e6:>10,.2f}"
+                     f"{float(x.p_loss):>9.1%}{float(x.p_beyond_guarantee):>9.1%}")
+    diffs = _paired_rows(runs, p)
+    if diffs:
+        lines.append("")
+        lines.append(f"Paired differences vs {diffs[0][0]} (same draws; $M, ± se)")
+        for ref, label, dmean, dmean_se, dtv, dtv_se, crn in diffs:
+            del ref
+            lines.append(f"{label:{width}}mean {dmean / 1e6:+,.2f} ± {dmean_se / 1e6:,.2f}   "
+                         f"TVaR {_level_name(p)} {dtv / 1e6:+,.2f} ± {dtv_se / 1e6:,.2f}"
+                         f"{'' if crn else '   (different seeds: independent draws)'}")
+    return "\n".join(lines)
+
+
+def _paired_rows(runs: Mapping[str, xr.Dataset], p: float) -> list[tuple[str, str, float, float, float, float, bool]]:
+    """Every (run, track) minus the first run's first track, when the draw counts match."""
+    labels = _labels(runs)
+    if len(labels) < 2:
+        return []
+    ref_label, ref_track, ref_ds = labels[0]
+    ref = ref_ds.sel(track=ref_track)
+    out = []
+    for label, track, ds in labels[1:]:
+        if ds.sizes["draw"] != ref_ds.sizes["draw"]:
+            continue
+        d = paired_difference(ds.sel(track=track), ref, levels=[p]).sel(period=HORIZON, level=p)
+        out.append((ref_label, label, float(d.mean_diff), float(d.mean_diff_se), float(d.TVaR_diff),
+                    float(d.TVaR_diff_se), bool(d.attrs["common_random_numbers"])))
+    return out
+
+
+def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
+    """The HTML comparison of several runs (profiles or policies): tables, paired differences and figures.
+
+    Parameters
+    ----------
+    runs : mapping of label to Dataset
+        E.g. ``{"lead": ds_lead, "mssp": ds_mssp}``; labels are usually file stems.
+    p : float
+        VaR/TVaR level in the tables.
+
+    Returns
+    -------
+    str
+        A complete, self-contained HTML document.
+    """
+    parts = ["<h1>leadsim comparison</h1>",
+             f"<p class='sub'>{len(runs)} runs · leadsim {__version__}</p>",
+             "<p class='note'>Ten-year cumulative settlement, positive = paid to the ACO; VaR/TVaR are loss "
+             "amounts (positive = loss). Paired differences use the same draws: runs with the same seed share "
+             "their spending (common random numbers), so differences are much more precise than either "
+             "estimate. Small grey numbers: Monte Carlo standard errors.</p>"]
+    run_rows = [[html.escape(name), html.escape(str(ds.attrs.get("aco_name", ""))),
+                 html.escape(str(ds.attrs.get("policy_name", ""))), ", ".join(map(str, ds["track"].values)),
+                 f"{ds.sizes['draw']:,}", html.escape(str(ds.attrs.get("seed", "")))] for name, ds in runs.items()]
+    parts.append("<h2>Runs</h2>" + _table("runs", ["Run", "ACO", "Policy", "Tracks", "Draws", "Seed"], run_rows,
+                                          left=4))
+    rows = []
+    for label, x, _ in _compare_summaries(runs, p):
+        rows.append([html.escape(label), _mse(float(x["mean"]), float(x.mean_se)), _m(float(x.sd)),
+                     _mse(float(x.VaR.sel(level=p)), float(x.VaR_se.sel(level=p))),
+                     _mse(float(x.TVaR.sel(level=p)), float(x.TVaR_se.sel(level=p))),
+                     _p(float(x.p_loss), float(x.p_loss_se)),
+                     _p(float(x.p_beyond_guarantee), float(x.p_beyond_guarantee_se))])
+    parts.append("<h2>Ten-year metrics</h2>" + _table(
+        "compare_metrics", ["Run: track", "Mean", "SD", f"VaR {_level_name(p)}", f"TVaR {_level_name(p)}",
+                            "P(loss)", "P(year loss &gt; FG)"], rows))
+    diffs = _paired_rows(runs, p)
+    drows = [[html.escape(label), _mse(dm, dms), _mse(dt, dts), "yes" if crn else "no (independent)"]
+             for _, label, dm, dms, dt, dts, crn in diffs]
+    ref = html.escape(diffs[0][0]) if diffs else "the first run"
+    parts.append(f"<h2>Paired differences vs {ref}</h2>" + _table(
+        "paired_differences", ["Run: track", "Δ mean", f"Δ TVaR {_level_name(p)}", "Common random numbers"],
+        drows or [["(needs two runs with the same number of draws)", "", "", ""]]))
+    figs = [_figure("comparison", plots.comparison(runs, p=p), "Risk and return by run and track"),
+            _figure("loss_exceedance", plots.loss_exceedance(runs), "Ten-year loss exceedance, all runs"),
+            _figure("settlement_distribution", plots.settlement_distribution(runs),
+                    "Ten-year settlement distributions, all runs")]
+    parts.append("<h2>Figures</h2><div class='figs'>" + "".join(figs) + "</div>")
+    for name, ds in runs.items():
+        parts.append(f"<details><summary>Configuration of {html.escape(name)}</summary>"
+                     f"<pre data-section='config'>{html.escape(str(ds.attrs.get('config_toml', '')))}</pre>"
+                     "</details>")
+    return _page("leadsim comparison", "".join(parts))
+
+
+def write_html(text: str, path: str | os.PathLike[str]) -> Path:
+    """Write an HTML document atomically (temporary file in the same folder, then rename)."""
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
