@@ -14,8 +14,6 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from leadsim import __version__
 from leadsim.config import Config, ConfigError, LeadsimWarning, load_config
 
@@ -73,28 +71,27 @@ def _money(x: float) -> str:
 def summary_text(ds) -> str:
     """A one-screen text summary of a run: per track, mean and 1-in-100 worst annual and ten-year results.
 
-    Quantiles use the ``inverted_cdf`` method (the lower quantile) on the loss side.
+    Quantiles use the ``inverted_cdf`` method (the lower quantile) on the loss side (:mod:`leadsim.risk`).
     """
+    from leadsim.risk import HORIZON, summarize, value_at_risk
+
     tracks = [str(t) for t in ds["track"].values]
     n = ds.sizes["draw"]
     years = ds["year"].values
     fg = float(ds["financial_guarantee"])
-    net = ds["net_settlement"].values          # (draw, year, track)
-    cum = ds["cumulative_settlement"].values   # (draw, track)
-    worst_year = net.min(axis=1)
+    s = summarize(ds, levels=[0.99]).sel(level=0.99)
+    hor = s.sel(period=HORIZON)
+    worst_year = value_at_risk(ds["net_settlement"].min("year"), 0.99)
     rows = [
-        ("Mean annual settlement", [net[:, :, k].mean() for k in range(len(tracks))]),
-        (f"1-in-100 PY{years[0]} settlement",
-         [np.quantile(net[:, 0, k], 0.01, method="inverted_cdf") for k in range(len(tracks))]),
-        ("1-in-100 worst single year",
-         [np.quantile(worst_year[:, k], 0.01, method="inverted_cdf") for k in range(len(tracks))]),
-        (f"Mean {len(years)}-year total", [cum[:, k].mean() for k in range(len(tracks))]),
-        (f"1-in-100 {len(years)}-year total",
-         [np.quantile(cum[:, k], 0.01, method="inverted_cdf") for k in range(len(tracks))]),
+        ("Mean annual settlement", [float(s["mean"].drop_sel(period=HORIZON).sel(track=t).mean()) for t in tracks]),
+        (f"1-in-100 PY{years[0]} settlement", [-float(s.VaR.sel(period=str(years[0]), track=t)) for t in tracks]),
+        ("1-in-100 worst single year", [-float(worst_year.sel(track=t)) for t in tracks]),
+        (f"Mean {len(years)}-year total", [float(hor["mean"].sel(track=t)) for t in tracks]),
+        (f"1-in-100 {len(years)}-year total", [-float(hor.VaR.sel(track=t)) for t in tracks]),
     ]
     probs = [
-        (f"P({len(years)}-year loss)", [(cum[:, k] < 0).mean() for k in range(len(tracks))]),
-        ("P(a year's loss > guarantee)", [(worst_year[:, k] < -fg).mean() for k in range(len(tracks))]),
+        (f"P({len(years)}-year loss)", [float(hor.p_loss.sel(track=t)) for t in tracks]),
+        ("P(a year's loss > guarantee)", [float(hor.p_beyond_guarantee.sel(track=t)) for t in tracks]),
     ]
     bench0 = float(ds["benchmark"].isel(year=0).mean())
     lines = [
@@ -137,6 +134,43 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _existing_result(path: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{p}: no such result (a .nc file or .zarr store written by `leadsim run`)")
+    return p
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import leadsim
+    from leadsim.report import report_html, write_html
+
+    src = _existing_result(args.result)
+    out = Path(args.output) if args.output else src.with_suffix(".html")
+    _check_output(out)
+    write_html(report_html(leadsim.open(src), source=src.name), out)
+    print(f"Wrote {out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import leadsim
+    from leadsim.report import compare_html, compare_text, write_html
+
+    paths = [_existing_result(r) for r in args.results]
+    out = Path(args.output) if args.output else None
+    if out is not None:
+        _check_output(out)
+    runs = {}
+    for p in paths:
+        runs[p.stem if p.stem not in runs else str(p)] = leadsim.open(p)
+    print(compare_text(runs, p=args.level))
+    if out is not None:
+        write_html(compare_html(runs, p=args.level), out)
+        print(f"Wrote {out}")
+    return 0
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="TOML config file (see configs/default.toml)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -162,6 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(val)
     val.add_argument("--show", action="store_true", help="print the resolved config as TOML")
     val.set_defaults(func=cmd_validate)
+
+    rep = sub.add_parser("report", help="write a self-contained HTML report of a result (figures, tables)")
+    rep.add_argument("result", help="a result written by `leadsim run` (.nc or .zarr)")
+    rep.add_argument("-o", "--output", help="HTML file (default: RESULT with .html)")
+    rep.set_defaults(func=cmd_report)
+
+    cmp_ = sub.add_parser("compare", help="compare results side by side (profiles or policies, same draws)")
+    cmp_.add_argument("results", nargs="+", help="results written by `leadsim run`; the first is the reference")
+    cmp_.add_argument("-o", "--output", help="also write an HTML comparison (table and figures)")
+    cmp_.add_argument("--level", type=float, default=0.99, help="VaR/TVaR confidence level (default 0.99)")
+    cmp_.set_defaults(func=cmd_compare)
     return parser
 
 
