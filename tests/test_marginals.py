@@ -15,7 +15,7 @@ statistic must lie within ``K_SE = 4`` Monte Carlo standard errors of the exact 
   density), sample quantile by ``method="inverted_cdf"``.
 
 With 16 such comparisons at 4 SE, a correct engine fails by chance with probability < 0.1% (the seed is
-fixed, so the outcome is deterministic).
+fixed, so the outcome is deterministic). Part 2 is marked ``slow`` (three 200,000-beneficiary runs).
 """
 
 from __future__ import annotations
@@ -123,6 +123,7 @@ def one_population_overrides(pop: str, beneficiaries: int, years: int = 1) -> di
     return o
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pop", POPULATIONS)
 def test_engine_one_year_spending_matches_exact(pop):
     cfg = leadsim.load_config(overrides=one_population_overrides(pop, N_BENEFICIARIES))

@@ -36,6 +36,7 @@ def panel_and_model():
     return cfg, leadsim.trajectories(cfg, draw=0), cohort_model(cfg)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pop", ["esrd", "high_needs"])
 def test_lag1_latent_correlation_is_rho(panel_and_model, pop):
     cfg, panel, model = panel_and_model

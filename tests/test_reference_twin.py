@@ -46,7 +46,10 @@ def _setup(case: str) -> tuple[CohortModel, np.ndarray, np.ndarray]:
     return model, mean, scale
 
 
-@pytest.mark.parametrize("case", list(CASES))
+SLOW_CASES = ("truncation", "growth_down", "transitions")  # each case builds a CohortModel (~2 s)
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c for c in CASES])
 def test_kernel_matches_reference(case):
     model, mean, scale = _setup(case)
     kern = run_cohort(model, DRAWS, mean, scale)
@@ -77,7 +80,7 @@ def test_kernel_matches_reference(case):
         assert (f["member_months"][:, :, 1:] > 0).all()
 
 
-@pytest.mark.parametrize("case", ["default", "growth_down", "transitions"])
+@pytest.mark.parametrize("case", ["default", pytest.param("transitions", marks=pytest.mark.slow)])
 def test_panel_matches_reference(case):
     """The kernel's recorded slot-level panel (what ``trajectories`` shows) equals the twin's."""
     model, mean, scale = _setup(case)
