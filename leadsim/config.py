@@ -471,9 +471,12 @@ def _apply_override(data: dict[str, Any], key: str, value: Any) -> None:
 def _resolve_preset(data: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
     policy = data.get("policy")
     if policy is None:
-        policy = {"preset": "lead_py2027"}
+        policy = {}
     if not isinstance(policy, dict):
         raise ConfigError([f"policy = {policy!r}: must be a table ([policy])"])
+    if "preset" not in policy and "name" not in policy:
+        # no preset and no self-contained policy (which must carry a name): patch the default preset
+        policy = {**policy, "preset": "lead_py2027"}
     preset = policy.get("preset")
     if preset is None:
         return data
