@@ -20,8 +20,10 @@ __all__ = [
     "blended_update",
     "convergence_weights",
     "discount_path",
+    "expected_truncation",
     "guardrailed_prospective",
     "historical_adjustment",
+    "historical_baseline",
     "is_higher_spending",
     "marginal_bands",
     "reach_rta_update",
@@ -35,8 +37,20 @@ def marginal_bands(x: np.ndarray, breakpoints: list[float] | np.ndarray,
                    shares: list[float] | np.ndarray) -> np.ndarray:
     """``sum_k s_k clip(x - b_k, 0, b_{k+1} - b_k)`` with ``b_K = inf``: a marginal band schedule.
 
-    Used for risk corridors (on ``|savings rate|``), stop-loss bands (on dollars) and the REACH RTA
-    pass-through. ``x >= 0``.
+    Parameters
+    ----------
+    x : ndarray
+        Amounts, ``x >= 0`` (``|savings rate|``, dollars, ``|trend deviation|``).
+    breakpoints : sequence of float
+        ``b_0 = 0 < b_1 < ... < b_{K-1}``; the last band is open above.
+    shares : sequence of float
+        ``s_k``, the share of the part of ``x`` inside band ``k``.
+
+    Notes
+    -----
+    The one schedule behind risk corridors (methodology §3.4 [LEAD-2 / REACH]), stop-loss bands
+    (§3.2 [ASSUMED bands]) and the REACH RTA pass-through (§4 [REACH]). Continuous and piecewise linear
+    in ``x``; non-decreasing when every share is non-negative.
     """
     x = np.asarray(x, dtype=float)
     b = np.asarray(breakpoints, dtype=float)
@@ -49,8 +63,66 @@ def marginal_bands(x: np.ndarray, breakpoints: list[float] | np.ndarray,
 
 
 def is_higher_spending(cfg: Config) -> bool:
-    """Whether the ACO is *higher-spending*: historical baseline above the regional rate (``H > R``)."""
+    """Whether the ACO is *higher-spending*: historical baseline above the regional rate (``H > R``).
+
+    Notes
+    -----
+    ``H > R`` [LEAD-2] is ``historical_to_regional > 1``. An ACO exactly at its regional rate is treated
+    as *lower-spending* (the methodology says "``H > R`` ... else lower-spending"), so it gets the flat
+    3% discount and no administrative add-on.
+    """
     return cfg.aco.historical_to_regional > 1.0
+
+
+def expected_truncation(cfg: Config) -> np.ndarray:
+    """Expected per-beneficiary spending removed by truncation in the base year, PBPM per population.
+
+    Returns
+    -------
+    ndarray, shape (3,)
+        ``E[(m_p Q_p(Z) - cap_0)^+] / 12`` with ``Z ~ N(0, 1)``, ``m_p`` the population's mean annual
+        cost and ``cap_0 = truncation_cap / (1 + mu_p)`` the cap deflated from start-year to base-year
+        dollars by the expected national growth; zeros when no truncation cap is set.
+
+    Notes
+    -----
+    MSSP truncates each beneficiary's annual Parts A+B spending at the national 99th percentile in the
+    benchmark years *and* in the performance years [MSSP, 42 CFR 425.601/425.605]. The kernel truncates
+    the performance years; this is the matching base-year amount, so that the historical baseline is on
+    the same truncated basis [ASSUMED: closed form under the population's spliced marginal at its mean
+    cost, by quadrature on the kernel's latent grid; the stationary cohort's decedent uplift is left out,
+    a second-order difference].
+    """
+    from leadsim.marginals import SplicedMarginal, latent_grid
+
+    cap = cfg.policy.stop_loss.truncation_cap
+    out = np.zeros(3)
+    if cap is None:
+        return out
+    z = latent_grid()
+    w = np.exp(-0.5 * z * z)
+    w /= w.sum()
+    mu = cfg.trend.national_mean.ordered()
+    for j, pop in enumerate(cfg.population.ordered()):
+        q = SplicedMarginal(pop.zero_share, pop.sigma, pop.tail_start, pop.tail_alpha).quantile_of_latent(z)
+        out[j] = float(w @ np.maximum(pop.mean_annual_cost * q - cap / (1.0 + mu[j]), 0.0)) / 12.0
+    return out
+
+
+def historical_baseline(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Historical baseline ``H`` and regional rate ``R``, PBPM per population, before REA/PSA.
+
+    Notes
+    -----
+    ``H = mean_annual_cost / 12`` (design.md) and ``R = H / historical_to_regional`` (methodology §2.1,
+    inputs). When per-beneficiary truncation is the outlier rule (MSSP [MSSP]), ``H`` is put on the
+    truncated basis by subtracting :func:`expected_truncation`, and ``R`` follows from it [ASSUMED]:
+    otherwise a benchmark from untruncated history against truncated performance-year spending hands the
+    ACO a systematic saving (about 1% of benchmark at the default calibration). Stop-loss is different:
+    the ACO buys it with a charge, so the benchmark stays untruncated.
+    """
+    h = np.array([p.mean_annual_cost for p in cfg.population.ordered()]) / 12.0 - expected_truncation(cfg)
+    return h, h / cfg.aco.historical_to_regional
 
 
 def historical_adjustment(cfg: Config, track: TrackPolicy) -> np.ndarray:
@@ -61,11 +133,13 @@ def historical_adjustment(cfg: Config, track: TrackPolicy) -> np.ndarray:
     ``REA = rea_share (R - H)`` floored at 0 [LEAD] and capped at ``rea_cap`` (``rea_cap_renewing`` for
     ACOs renewing from MSSP) of the national per-capita cost [LEAD-2]; positive REA for Global only
     [LEAD-2]. ``PSA = psa_share x prior savings PBPM`` capped at ``psa_cap`` of national [LEAD-2]. The
-    ACO gets ``max(REA, PSA)`` when REA-eligible (Global), else PSA.
+    ACO gets ``max(REA, PSA)`` when REA-eligible (Global), else PSA. The methodology's "PSA capped at 5%"
+    does not name the base; the REA's base (national per-capita cost, ``national_annual_cost``, default
+    ``mean_annual_cost``) is used for both. Adjustments are per population; the max is taken per
+    population.
     """
     b = cfg.policy.benchmark
-    h = np.array([p.mean_annual_cost for p in cfg.population.ordered()]) / 12.0
-    r = h / cfg.aco.historical_to_regional
+    h, r = historical_baseline(cfg)
     nat = np.array([p.national_annual_cost or p.mean_annual_cost for p in cfg.population.ordered()]) / 12.0
     cap = (b.rea_cap_renewing if cfg.aco.renewing_from_mssp else b.rea_cap) * nat
     rea = np.clip(b.rea_share * (r - h), 0.0, cap)
@@ -74,18 +148,35 @@ def historical_adjustment(cfg: Config, track: TrackPolicy) -> np.ndarray:
 
 
 def two_way_trend(national: np.ndarray, regional: np.ndarray, national_weight: float) -> np.ndarray:
-    """``TW_t = w N_t + (1 - w) G_t`` on cumulative national/regional growth factors [ASSUMED w = 0.25]."""
+    """``TW_t = w N_t + (1 - w) G_t`` on cumulative national/regional growth factors.
+
+    Notes
+    -----
+    Methodology §2.3; ``w = 0.25`` [ASSUMED; MSSP weights national by the ACO's share of its region].
+    """
     return national_weight * national + (1.0 - national_weight) * regional
 
 
 def guardrailed_prospective(prospective: np.ndarray, tw: np.ndarray, hi: np.ndarray,
                             lo: np.ndarray) -> np.ndarray:
-    """``P*_t = clamp(P_t, TW_t (1 - g_lo,t), TW_t (1 + g_hi,t))`` [LEAD-2 PY2027; later years ASSUMED]."""
+    """``P*_t = clamp(P_t, TW_t (1 - g_lo,t), TW_t (1 + g_hi,t))`` on cumulative factors.
+
+    Notes
+    -----
+    Methodology §2.3: 0.3% / 0.2% in PY2027 [LEAD-2], widening by that much each later year
+    [ASSUMED]. ``hi`` and ``lo`` are indexed by performance year from ``simulation.start_year`` (for the
+    PY2027 entrant this is the calendar path of the methodology).
+    """
     return np.clip(prospective, tw * (1.0 - lo[:, None]), tw * (1.0 + hi[:, None]))
 
 
 def blended_update(tw: np.ndarray, p_star: np.ndarray, acpt_weight: float) -> np.ndarray:
-    """``U_t = (1 - w_p) TW_t + w_p P*_t`` [LEAD-2; MSSP ACPT weight 1/3]."""
+    """``U_t = (1 - w_p) TW_t + w_p P*_t``.
+
+    Notes
+    -----
+    Methodology §2.3, ``w_p = 1/3`` [LEAD-2; MSSP ACPT weight].
+    """
     return (1.0 - acpt_weight) * tw + acpt_weight * p_star
 
 
@@ -97,7 +188,9 @@ def reach_rta_update(prospective: np.ndarray, tw: np.ndarray, deadband: float, b
     -----
     ``delta = TW_t / P_t - 1``. No adjustment while ``|delta| <= deadband`` (1%); beyond it the
     adjustment applied is ``sign(delta) sum_k s_k clip(|delta| - b_k, ...)``: the ACO bears 100% of
-    the RTA up to 4%, 50% between 4% and 8%, none beyond (methodology §4).
+    the RTA up to 4%, 50% between 4% and 8%, none beyond (methodology §4). The 1% is a threshold, not a
+    deductible: once exceeded, the adjustment counts from the first percent (as CMS applies the RTA),
+    so the update jumps at ``|delta| = 1%`` by design.
     """
     delta = tw / prospective - 1.0
     applied = np.sign(delta) * marginal_bands(np.abs(delta), breakpoints, shares)
@@ -106,25 +199,51 @@ def reach_rta_update(prospective: np.ndarray, tw: np.ndarray, deadband: float, b
 
 
 def convergence_weights(cfg: Config) -> np.ndarray:
-    """Rate-book weight ``c_t`` per year (0 through PY2031, then toward 1.0 [LEAD; path ASSUMED])."""
+    """Rate-book weight ``c_t`` per performance year.
+
+    Notes
+    -----
+    Methodology §2.4: 0 through PY2031, then toward the full regional rate book in the last five years
+    [LEAD]; default linear 0.2 ... 1.0 for PY2032-2036 [ASSUMED]. Indexed from ``simulation.start_year``.
+    """
     return np.asarray(per_year(cfg.policy.benchmark.convergence, cfg.simulation.years))
 
 
 def discount_path(cfg: Config, track: TrackPolicy) -> np.ndarray:
-    """Benchmark discount ``d_t`` per year: higher-spending 1.75% rising 0.25pp/yr to 3%, lower 3% [LEAD-2]."""
+    """Benchmark discount ``d_t`` per performance year.
+
+    Notes
+    -----
+    Methodology §2.6 (Global only): higher-spending ACOs 1.75% in PY2027 rising 0.25 pp a year to 3% in
+    PY2032 and after, lower-spending 3% flat [LEAD-2; RFA range 1.75-3% LEAD]. Indexed from
+    ``simulation.start_year``; the last value is held.
+    """
     path = track.discount_higher if is_higher_spending(cfg) else track.discount_lower
     return np.asarray(per_year(path, cfg.simulation.years))
 
 
 def risk_adjustment(risk_score: np.ndarray, coding_drift: np.ndarray, caps: np.ndarray,
                     reference: np.ndarray | float = 1.0) -> np.ndarray:
-    """``clamp((RS_t + c (t - 2026)) / RS_0, 1 - k, 1 + k)``, ``k`` = 3% (A&D, ESRD), 4% (High Needs) [LEAD-2]."""
+    """``clamp((RS_t + c (t - 2026)) / RS_0, 1 - k, 1 + k)``.
+
+    Notes
+    -----
+    Methodology §2.5: ``k`` = 3% (A&D, ESRD), 4% (High Needs) [LEAD-2]; ``RS_0 = 1``; High Needs scores
+    are concurrent [LEAD] (computed by the cohort kernel). Coding drift ``c`` [ASSUMED 0] is added before
+    the cap.
+    """
     ratio = (risk_score + coding_drift[:, None]) / reference
     return np.clip(ratio, 1.0 - caps, 1.0 + caps)
 
 
 def withhold_factor(quality: np.ndarray, withhold: float) -> np.ndarray:
-    """``1 - w (1 - q_t)``: the 3% quality withhold, earned back in proportion to the quality score [LEAD]."""
+    """``1 - w (1 - q_t)``: the quality withhold, earned back in proportion to the quality score.
+
+    Notes
+    -----
+    Methodology §2.7: 3% of the discounted benchmark [LEAD], earned back linearly in ``q_t in [0, 1]``
+    (``q = 0.6`` keeps 1.2% of the benchmark) [ASSUMED linear earn-back; Beta quality ASSUMED].
+    """
     return 1.0 - withhold * (1.0 - quality)
 
 
@@ -169,18 +288,23 @@ def benchmark_pbpm(cfg: Config, track_name: str, national_growth: np.ndarray, re
     -----
     ``B = [(1 - c_t) H' + c_t R] x U_t x riskadj x (1 - d_t) x (1 - w (1 - q_t))`` (methodology §2).
     With every growth rate zero and neutral risk, the benchmark stays at its base-year level ``H'``.
+    ``H`` and ``R`` come from :func:`historical_baseline` (on the truncated basis when truncation is the
+    outlier rule). Per-year parameters (guardrails, convergence, discount) are indexed by performance
+    year from ``simulation.start_year`` and hold their last value.
     Rebasing (``rebase_years``, MSSP) replaces ``H' U_t`` from the rebase year on by the weighted
     realised spending PBPM of the three prior years, each trended to the last of them by ``TW``, times
-    ``U_t / U_{r-1}``, and risk-adjusts against the score of year ``r - 1``.
+    ``U_t / U_{r-1}``, and risk-adjusts against the score of year ``r - 1`` [MSSP]. A base year in which a
+    population has no member-months has no spending PBPM: it drops out and the other years' weights are
+    renormalised; a population with no experience in any base year keeps its un-rebased benchmark
+    [ASSUMED; before this rule an empty population, e.g. an ACO without ESRD members, turned every
+    rebased year's benchmark into NaN].
     """
     b = cfg.policy.benchmark
     track = cfg.policy.track(track_name)
     assert track is not None
     n_years = cfg.simulation.years
     years = np.asarray(cfg.years)
-    pops = cfg.population.ordered()
-    h = np.array([p.mean_annual_cost for p in pops]) / 12.0
-    r = h / cfg.aco.historical_to_regional
+    h, r = historical_baseline(cfg)
     h_adj = h + historical_adjustment(cfg, track)
 
     tw = two_way_trend(_cum(national_growth), _cum(regional_growth), cfg.trend.national_weight)
@@ -214,13 +338,22 @@ def benchmark_pbpm(cfg: Config, track_name: str, national_growth: np.ndarray, re
         weights = np.asarray(b.rebase_weights, dtype=float)
         idx = np.arange(t_r - len(weights), t_r)
         keep = idx >= 0
-        weights, idx = weights[keep] / weights[keep].sum(), idx[keep]
+        weights, idx = weights[keep], idx[keep]
         last = t_r - 1
-        h_reb = sum(w * spending_pbpm[:, i, :] * tw[:, last, :] / tw[:, i, :]
-                    for w, i in zip(weights, idx, strict=True))
-        base[:, t_r:, :] = h_reb[:, None, :] * update[:, t_r:, :] / update[:, last:last + 1, :]
+        # base years without member-months (spending PBPM undefined) drop out and the weights of the others
+        # are renormalised; a population with no experience at all keeps its un-rebased benchmark
+        trended = spending_pbpm[:, idx, :] * tw[:, last:last + 1, :] / tw[:, idx, :]   # (draws, k, 3)
+        seen = np.isfinite(trended)
+        w_seen = np.where(seen, weights[None, :, None], 0.0)
+        w_total = w_seen.sum(axis=1)                                                     # (draws, 3)
+        has = (w_total > 0.0)[:, None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h_reb = (w_seen * np.where(seen, trended, 0.0)).sum(axis=1) / w_total
+        rebased = h_reb[:, None, :] * update[:, t_r:, :] / update[:, last:last + 1, :]
+        base[:, t_r:, :] = np.where(has, rebased, base[:, t_r:, :])
         ref = risk_score[:, last:last + 1, :] + drift[last]
-        radj[:, t_r:, :] = risk_adjustment(risk_score[:, t_r:, :], drift[t_r:], caps, ref)
+        radj[:, t_r:, :] = np.where(has, risk_adjustment(risk_score[:, t_r:, :], drift[t_r:], caps, ref),
+                                    radj[:, t_r:, :])
 
     before = base * radj
     after = before * (1.0 - discount_path(cfg, track))[None, :, None]

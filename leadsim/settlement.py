@@ -100,7 +100,9 @@ def corridor_share(rate: np.ndarray, track: TrackPolicy, quality: np.ndarray | N
     (methodology §3.4). A minimum savings/loss rate zeroes sharing inside it (first dollar once
     exceeded) [MSSP]. For MSSP ENHANCED (``quality_loss_share``) the loss share is
     ``1 - s_0 q`` bounded by ``loss_share_bounds`` (40%-75%), with ``s_0`` the first savings share
-    (75%) [MSSP]. Caps on shared savings and losses are fractions of the benchmark.
+    (75%) [MSSP]. Caps on shared savings and losses are fractions of the benchmark. ``r = 0`` shares
+    nothing. The share is continuous and non-decreasing in ``r`` except at a minimum savings/loss rate,
+    where MSSP's first-dollar rule makes it jump by design.
     """
     r = np.asarray(rate, dtype=float)
     a = np.abs(r)
@@ -121,9 +123,13 @@ def corridor_share(rate: np.ndarray, track: TrackPolicy, quality: np.ndarray | N
 
 
 def financial_guarantee(cfg: Config) -> float:
-    """Financial guarantee in USD: a share (default 4%) of annualised base-year Parts A+B spending [LEAD-2].
+    """Financial guarantee in USD: a share (default 4%) of annualised base-year Parts A+B spending.
 
-    The base-year spending is the initial cohort's size times the population mean annual costs.
+    Notes
+    -----
+    Methodology §3.7: 2-4% of prior Parts A+B spending [LEAD], default 4% of annualised base-year
+    spending [LEAD-2]. The base-year spending is the initial cohort's size times the population mean
+    annual costs (untruncated: it is the ACO's actual spending).
     """
     mix = cfg.aco.mix
     n = cfg.aco.beneficiaries
@@ -169,10 +175,15 @@ def settle(cfg: Config, track_name: str, benchmark_pbpm: np.ndarray, member_mont
     ``benchmark = sum_p B_p months_p``; ``gross_savings = benchmark - (E - payout x neutrality +
     charge)``; ``r = gross / benchmark`` over all populations together; shared = corridor share of
     ``r`` x benchmark; sequestration (2%) reduces positive shared savings, and losses when switched on
-    [LEAD-2]; add-ons: administrative 1.5% of benchmark for higher-spending ACOs [LEAD], rural add-on
-    and High Performers Pool bonus as shares of benchmark [ASSUMED 0]; ``net = shared + add-ons -
-    operating cost``. Primary Care Capitation changes cash timing only: the enhanced PCC advance is
-    repaid at settlement, so it nets out of the year's result and is not in ``net_settlement``.
+    [LEAD-2]: with the switch on, the loss owed is scaled by ``1 - 2%`` (the ACO owes 2% less, the
+    mirror of the savings rule) [ASSUMED]; the ``sequestration`` output is then negative.
+    Sequestration comes after any MSSP cap. Add-ons: administrative 1.5% of benchmark for
+    higher-spending ACOs [LEAD], rural add-on and High Performers Pool bonus as shares of benchmark
+    [ASSUMED 0], all on the final benchmark dollars of the track (after discount and withhold)
+    [ASSUMED: "benchmark dollars" read as the benchmark the ACO is settled against]; ``net = shared +
+    add-ons - operating cost``. Primary Care Capitation changes cash timing only: the enhanced PCC
+    advance is repaid at settlement, so it nets out of the year's result and is not in
+    ``net_settlement``.
     Cumulative settlement sums the years discounted at ``discount_rate`` to the first year.
     """
     track = cfg.policy.track(track_name)
