@@ -382,30 +382,50 @@ class Config(_Model):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     def assumptions(self) -> list[str]:
-        """The [ASSUMED] parameters in force (methodology §5), as ``key = value`` strings."""
+        """The [ASSUMED] parameters in force (methodology §5), as ``key = value`` strings.
+
+        Policy keys are those whose comment in the preset file (``configs/policy/<preset>.toml``, or
+        ``lead_py2027`` for a self-contained policy) tags them ASSUMED, with the value in force;
+        stop-loss terms only when stop-loss is elected. Calibration assumptions ([A] in calibration.md) that
+        drive the tail follow.
+        """
         p = self.policy
-        out = [
-            f"trend.national_weight = {self.trend.national_weight}",
-            f"policy.benchmark.guardrail_hi = {p.benchmark.guardrail_hi}",
-            f"policy.benchmark.guardrail_lo = {p.benchmark.guardrail_lo}",
-            f"policy.benchmark.convergence = {p.benchmark.convergence}",
-            f"quality = Beta(mean={self.quality.mean}, sd={self.quality.sd})",
-            f"policy.benchmark.high_performers_bonus = {p.benchmark.high_performers_bonus}",
-            f"policy.benchmark.rural_addon = {p.benchmark.rural_addon}",
-            f"policy.settlement.sequestration_on_losses = {p.settlement.sequestration_on_losses}",
-        ]
-        if p.stop_loss.enabled:
-            out += [f"policy.stop_loss.attachments = {p.stop_loss.attachments}",
-                    f"policy.stop_loss.shares = {p.stop_loss.shares}",
-                    f"policy.stop_loss.loading = {p.stop_loss.loading}"]
-        if p.professional is not None and "professional" in p.tracks:
-            out.append(f"policy.professional.loss_shares = {p.professional.loss_shares}")
-            out.append(f"policy.professional.savings_shares = {p.professional.savings_shares}")
+        data = self.to_dict()
+        out = [f"trend.national_weight = {self.trend.national_weight}",
+               f"quality = Beta(mean={self.quality.mean}, sd={self.quality.sd})"]
+        for key in assumed_policy_keys(p.preset or "lead_py2027"):
+            parts = key.split(".")
+            if parts[1] == "stop_loss" and parts[2] != "truncation_cap" and not p.stop_loss.enabled:
+                continue
+            if parts[1] in TRACKS and parts[1] not in p.tracks:
+                continue
+            node: Any = data
+            for part in parts:
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is not None:
+                out.append(f"{key} = {node}")
         for name in POPULATIONS:
             pop = self.population[name]
             out.append(f"population.{name}: tail_alpha = {pop.tail_alpha}, rho = {pop.rho}, "
                        f"death_risk_beta = {pop.death_risk_beta}, risk_model_r2 = {pop.risk_model_r2}")
         return out
+
+
+def assumed_policy_keys(preset: str) -> list[str]:
+    """Dotted keys of a preset file whose comment tags them ASSUMED (the file is the source)."""
+    path = preset_dir() / f"{preset}.toml"
+    if not path.is_file():
+        return []
+    keys: list[str] = []
+    section = ""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        code, _, comment = line.partition("#")
+        code = code.strip()
+        if code.startswith("[") and code.endswith("]"):
+            section = code.strip("[]").strip()
+        elif "=" in code and "ASSUMED" in comment:
+            keys.append(f"{section}.{code.split('=')[0].strip()}")
+    return keys
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -119,15 +119,7 @@ def _in_force(cfg, key: str) -> bool:
     return True
 
 
-# [ASSUMED] keys that Config.assumptions() (leadsim/config.py, not the ledger) does not list yet
-KNOWN_GAPS = {("lead_py2027", "policy.benchmark.coding_intensity"),
-              ("lead_py2027", "policy.professional.loss_breakpoints"),
-              ("mssp_enhanced", "policy.benchmark.rea_share"),
-              ("mssp_enhanced", "policy.stop_loss.truncation_cap"),
-              ("mssp_enhanced", "policy.settlement.financial_guarantee")}
-ASSUMED = [pytest.param(p, k, marks=[pytest.mark.xfail(strict=True, reason="missing from Config.assumptions()")]
-                        if (p, k) in KNOWN_GAPS else [], id=f"{p}:{k}")
-           for p in PRESETS for k in _assumed_keys(p)]
+ASSUMED = [pytest.param(p, k, id=f"{p}:{k}") for p in PRESETS for k in _assumed_keys(p)]
 
 
 @pytest.mark.parametrize(("preset", "key"), ASSUMED)
