@@ -38,7 +38,7 @@ def stop_loss_payout(x: np.ndarray, attachments: np.ndarray, shares: np.ndarray)
 
 
 def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_mean: np.ndarray,
-                    latent_sd: np.ndarray) -> np.ndarray:
+                    latent_sd: np.ndarray, entrant_share: np.ndarray | None = None) -> np.ndarray:
     """Stop-loss charge PBPM per year and population, priced before the year (closed form).
 
     Parameters
@@ -47,6 +47,9 @@ def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_mean: np.ndarray,
         Mean annual cost per unit of ``Q`` in the base year (``mean / kappa``, :mod:`leadsim.stationary`).
     latent_mean, latent_sd : ndarray (3,)
         Law of a continuing member's latent in the stationary cohort.
+    entrant_share : ndarray (3,), optional
+        Entrants' share of the beneficiaries aligned in a year after the first (stationary cohort);
+        default none.
 
     Returns
     -------
@@ -60,10 +63,11 @@ def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_mean: np.ndarray,
     grid, at the expected mean cost ``m_t = unit_mean x (1 + mu_p)^t x (1 + care management)`` with attachments trended
     by expected national growth. A beneficiary dies in the year with probability
     ``D(z) = Phi((beta z - Phi^{-1}(1 - q)) / sqrt(1 - beta^2))`` and then spends ``k`` times the
-    annual draw over six months; survivors twelve. Entrants (half a year at half the rate) are left out
-    of the price, which therefore slightly overstates the charge per month for a churning cohort. No
-    macro noise enters the price: trend risk stays with the ACO, as with CMS's prospectively priced
-    charge [REACH].
+    annual draw over six months; survivors twelve. From the second year on, a share ``entrant_share`` of
+    the beneficiaries are entrants (``z ~ N(0, 1)``, half the annual draw over six months, no death);
+    the first year has none. No macro noise enters the price: trend risk stays with the ACO, as with
+    CMS's prospectively priced charge [REACH]; since payouts are convex in the mean cost, the realised
+    loading is then a little below ``loading`` when trend is uncertain.
     """
     sl = cfg.policy.stop_loss
     n_years = cfg.simulation.years
@@ -81,13 +85,19 @@ def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_mean: np.ndarray,
         dz = death_probability(z, pop.mortality, pop.death_risk_beta)
         w = np.exp(-0.5 * ((z - latent_mean[j]) / latent_sd[j]) ** 2)
         w /= w.sum()
+        phi = np.exp(-0.5 * z * z)
+        phi /= phi.sum()
         months = float(w @ ((1.0 - dz) * 12.0 + dz * 6.0))
+        share = 0.0 if entrant_share is None else float(entrant_share[j])
         for t in range(n_years):
             m = unit_mean[j] * (1.0 + mu[j]) ** (t + 1) * (1.0 + cm[t])
             a = attach * (1.0 + mu[j]) ** t
-            pay = (1.0 - dz) * stop_loss_payout(m * q, a, shares) + dz * stop_loss_payout(
-                pop.death_multiplier * m * q, a, shares)
-            out[t, j] = (1.0 + sl.loading) * float(w @ pay) / months
+            pay = float(w @ ((1.0 - dz) * stop_loss_payout(m * q, a, shares) + dz * stop_loss_payout(
+                pop.death_multiplier * m * q, a, shares)))
+            s_t = share if t > 0 else 0.0
+            pay_ent = float(phi @ stop_loss_payout(0.5 * m * q, a, shares))
+            out[t, j] = (1.0 + sl.loading) * ((1.0 - s_t) * pay + s_t * pay_ent) / (
+                (1.0 - s_t) * months + s_t * 6.0)
     return out
 
 

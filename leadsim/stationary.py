@@ -37,6 +37,7 @@ class Stationary:
     score_norm: np.ndarray   # stationary member-month-weighted mean of the raw risk score
     init_mean: np.ndarray    # mean of a continuing member's latent at the start of a year
     init_sd: np.ndarray      # sd of the same
+    entrant_share: np.ndarray  # entrants' share of the beneficiaries aligned during a year
 
 
 def _transition(rho: float, z: np.ndarray) -> np.ndarray:
@@ -85,6 +86,7 @@ def stationary_cohort(qtab: np.ndarray, prostab: np.ndarray, conctab: np.ndarray
     spend = np.zeros(3)
     months = np.zeros(3)
     scores = np.zeros(3)
+    share = np.zeros(3)
     for _ in range(iterations):
         f = f.copy()
         moved = esrd_rate * f[0], hn_rate * f[0]
@@ -103,6 +105,8 @@ def stationary_cohort(qtab: np.ndarray, prostab: np.ndarray, conctab: np.ndarray
             else:
                 mm_prev = kmat[p].T @ mm_given_next[p]
                 scores[p] = (f[p] * mm_prev) @ pros[p] + 6.0 * ent.sum()
+            total = f[p].sum() + ent.sum()
+            share[p] = ent.sum() / total if total > 1e-12 else 0.0
             nxt[p] = (1.0 - exit_rate[p]) * ((1.0 - dz[p]) * g + ent)
         f = nxt
     kappa = np.ones(3)
@@ -117,4 +121,4 @@ def stationary_cohort(qtab: np.ndarray, prostab: np.ndarray, conctab: np.ndarray
         if mass > 1e-12:
             mean[p] = f[p] @ z / mass
             sd[p] = np.sqrt(max(f[p] @ (z - mean[p]) ** 2 / mass, 1e-12))
-    return Stationary(kappa, norm, mean, sd)
+    return Stationary(kappa, norm, mean, sd, share)
