@@ -34,7 +34,7 @@ import numpy as np
 from leadsim.marginals import GRID_H, GRID_ZMAX
 from leadsim.rng import N_STREAMS, Stream, key, normals, uniforms, word
 
-__all__ = ["OUT_FIELDS", "cohort_chunk", "floor_chunk", "simulate_draw"]
+__all__ = ["OUT_FIELDS", "cohort_chunk", "dies", "floor_chunk", "simulate_draw"]
 
 OUT_FIELDS = ("member_months", "expenditure", "stop_loss_payout", "risk_weighted_months", "deaths",
               "entrants", "outliers")
@@ -47,6 +47,8 @@ _NS = np.uint64(N_STREAMS)
 _S_LATENT = np.uint64(Stream.LATENT)
 _S_EVENTS = np.uint64(Stream.EVENTS)
 _S_SIGNAL = np.uint64(Stream.SIGNAL)
+_TWO_PI = 2.0 * np.pi           # the constant of leadsim.rng.normals
+_DEATH_MARGIN = 1e-5            # exact death noise within this of the threshold (approximation error < 2e-7)
 
 
 @nb.njit(cache=True, inline="always")
@@ -64,6 +66,25 @@ def interp(table: np.ndarray, p: int, z: float) -> float:
     return a + f * (table[p, i + 1] - a)
 
 
+@nb.njit(cache=True, inline="always")
+def dies(k, counter, r, t, c, bz, bs, dc):
+    """The death test ``bz + bs * xi > dc`` with ``xi = r sin(t)`` the second Box-Muller normal.
+
+    ``|sin t|`` is first taken as ``sqrt(1 - cos^2 t)`` (absolute error < 3e-8, so ``xi`` is within 2e-7);
+    only when the test is within ``_DEATH_MARGIN`` of the threshold is ``xi`` recomputed exactly from the
+    word, so the outcome is always the exact test's.
+    """
+    s = np.sqrt(max(0.0, 1.0 - c * c))
+    if t > np.pi:
+        s = -s
+    lhs = bz + bs * (r * s)
+    if lhs > dc + _DEATH_MARGIN:
+        return True
+    if lhs < dc - _DEATH_MARGIN:
+        return False
+    return bz + bs * normals(word(k, counter))[1] > dc
+
+
 @nb.njit(cache=True)
 def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prostab, conctab, entrant_score,
                   z0, rho, death_c, beta,
@@ -74,6 +95,10 @@ def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prosta
 
     ``mean[year, p]`` and ``sl_scale[year, p]`` are this draw's realised mean annual cost and the
     attachment trend. With ``record`` the slot-level panel is written to ``rec_*[slot, year]``.
+
+    The latent innovation is the first Box-Muller normal ``r cos(t)``; the death noise ``r sin(t)`` is only
+    compared with a threshold, so :func:`dies` avoids ``sin`` except near it. Per-year thresholds are
+    computed once and sums are kept in a small local array, in slot order (same bits as summing in ``out``).
     """
     n_years = target.shape[0]
     n_slots = 0
@@ -84,10 +109,14 @@ def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prosta
         n_slots = init_pop.shape[0]
     n_bands = attach.shape[0]
     s_draw = np.uint64(draw)
+    # per-draw scratch (struct of arrays over slots; occupied slots are compacted into occ[0:n_occ])
     keys = np.empty(n_slots, dtype=np.uint64)
     z = np.zeros(n_slots)
     pop = np.zeros(n_slots, dtype=np.int8)
     state = np.zeros(n_slots, dtype=np.int8)  # 0 vacant, 1 continuing, 2 entrant this year
+    acc = np.empty((3, len(OUT_FIELDS)))
+    lo_b = np.empty((3, n_bands))
+    hi_b = np.empty((3, n_bands))
     rho_s = np.sqrt(1.0 - rho * rho)
     beta_s = np.sqrt(1.0 - beta * beta)
     sig_s = np.sqrt(1.0 - sig_r * sig_r)
@@ -110,14 +139,26 @@ def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prosta
                 state[i] = 2
                 need -= 1
             i += 1
-        active = 0
         base = np.uint64(t + 1) * _NS
+        # this year's thresholds (the same products the rules use, computed once)
+        for q in range(3):
+            sc = sl_scale[t, q]
+            for b in range(n_bands):
+                lo_b[q, b] = attach[b] * sc
+                hi_b[q, b] = attach[b + 1] * sc if b + 1 < n_bands else np.inf
+            for f in range(len(OUT_FIELDS)):
+                acc[q, f] = out[t, q, f]
+        active = 0
         for i in range(n_slots):
             st = state[i]
             if st == 0:
                 continue
             k = keys[i]
-            e1, e2 = normals(word(k, base + _S_LATENT))
+            u1, u2 = uniforms(word(k, base + _S_LATENT))
+            r = np.sqrt(-2.0 * np.log(u1))
+            ang = _TWO_PI * u2
+            cos_a = np.cos(ang)
+            e1 = r * cos_a
             u_exit, u_pop = uniforms(word(k, base + _S_EVENTS))
             died = False
             if st == 2:
@@ -141,7 +182,7 @@ def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prosta
                 zp = z[i]
                 zn = rho[p] * zp + rho_s[p] * e1
                 score = interp(prostab, p, zp)
-                if beta[p] * zn + beta_s[p] * e2 > death_c[p]:
+                if dies(k, base + _S_LATENT, r, ang, cos_a, beta[p] * zn, beta_s[p], death_c[p]):
                     died = True
                     mm = 6.0
                     factor = death_mult[p]
@@ -159,22 +200,20 @@ def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prosta
             relief = 0.0
             if sl_mode == 1:
                 for b in range(n_bands):
-                    lo = attach[b] * scale
+                    lo = lo_b[p, b]
                     if x <= lo:
                         break
-                    hi = attach[b + 1] * scale if b + 1 < n_bands else np.inf
-                    relief += sl_share[b] * (min(x, hi) - lo)
+                    relief += sl_share[b] * (min(x, hi_b[p, b]) - lo)
             elif sl_mode == 2 and x > trunc_cap * scale:
                 relief = x - trunc_cap * scale
             if x > outlier_thr * scale:
-                out[t, p, _OUTLIERS] += 1.0
-            o = out[t, p]
-            o[_MM] += mm
-            o[_SPEND] += x
-            o[_PAYOUT] += relief
-            o[_RISKW] += mm * score
+                acc[p, _OUTLIERS] += 1.0
+            acc[p, _MM] += mm
+            acc[p, _SPEND] += x
+            acc[p, _PAYOUT] += relief
+            acc[p, _RISKW] += mm * score
             if st == 2:
-                o[_ENTRANTS] += 1.0
+                acc[p, _ENTRANTS] += 1.0
             if record:
                 rec_pop[i, t] = p
                 rec_mm[i, t] = mm
@@ -183,13 +222,16 @@ def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prosta
             z[i] = zn
             pop[i] = p
             if died:
-                o[_DEATHS] += 1.0
+                acc[p, _DEATHS] += 1.0
                 state[i] = 0
             elif u_exit <= exit_rate[p]:
                 state[i] = 0
             else:
                 state[i] = 1
                 active += 1
+        for q in range(3):
+            for f in range(len(OUT_FIELDS)):
+                out[t, q, f] = acc[q, f]
 
 
 @nb.njit(cache=True, parallel=True)

@@ -22,7 +22,8 @@ from leadsim.config import POPULATIONS, Config, per_year
 from leadsim.drivers import MacroPaths, macro_paths, prospective_growth
 from leadsim.marginals import SplicedMarginal, conditional_mean_table
 from leadsim.settlement import price_stop_loss, settle
-from leadsim.stationary import stationary_cohort
+from leadsim.stationary import Stationary, stationary_cohort
+from leadsim.tablecache import memoize
 
 __all__ = ["ChunkResult", "CohortModel", "cohort_model", "run_chunk", "run_draws"]
 
@@ -74,15 +75,23 @@ def initial_populations(cfg: Config) -> np.ndarray:
     return np.concatenate([np.zeros(n_ad, np.int8), np.ones(n_esrd, np.int8), np.full(n_hn, 2, np.int8)])
 
 
+@memoize(("leadsim.marginals", "leadsim.stationary"), (np.ndarray, np.ndarray, np.ndarray, Stationary))
+def _tables(marginals, concurrent, rho, mort, beta, death_mult, exit_rate, sig_r, mix, hn_rate, esrd_rate):
+    """The lookup tables (Q, raw prospective and concurrent scores) and the stationary cohort (cached)."""
+    qtab = np.stack([SplicedMarginal(*m).table() for m in marginals])
+    prostab = np.stack([conditional_mean_table(qtab[j], rho[j]) for j in range(3)])
+    conctab = np.stack([conditional_mean_table(qtab[j], sig_r[j]) for j in range(3)])
+    st = stationary_cohort(qtab, prostab, conctab, concurrent, rho, mort, beta, death_mult, exit_rate,
+                           sig_r, mix, hn_rate, esrd_rate)
+    return qtab, prostab, conctab, st
+
+
 def cohort_model(cfg: Config) -> CohortModel:
     """Build the draw-independent kernel inputs (tables are computed once per run)."""
     pops = cfg.population.ordered()
     marg = [SplicedMarginal(p.zero_share, p.sigma, p.tail_start, p.tail_alpha) for p in pops]
-    qtab = np.stack([m.table() for m in marg])
     rho = np.array([p.rho for p in pops])
     sig_r = np.sqrt(np.array([p.risk_model_r2 for p in pops]))
-    prostab = np.stack([conditional_mean_table(qtab[j], rho[j]) for j in range(3)])
-    conctab = np.stack([conditional_mean_table(qtab[j], sig_r[j]) for j in range(3)])
     mort = np.array([p.mortality for p in pops])
     with np.errstate(divide="ignore"):
         death_c = np.where(mort > 0, special.ndtri(1.0 - mort), np.inf)
@@ -93,8 +102,9 @@ def cohort_model(cfg: Config) -> CohortModel:
     exit_rate = np.array([p.exit_rate for p in pops])
     concurrent = np.array([False, False, True])
     ad = cfg.population.aged_disabled
-    st = stationary_cohort(qtab, prostab, conctab, concurrent, rho, mort, beta, death_mult, exit_rate,
-                           sig_r, mix_arr, ad.high_needs_rate, ad.esrd_rate)
+    qtab, prostab, conctab, st = _tables(tuple((m.zero_share, m.sigma, m.tail_start, m.tail_alpha) for m in marg),
+                                         concurrent, rho, mort, beta, death_mult, exit_rate, sig_r, mix_arr,
+                                         ad.high_needs_rate, ad.esrd_rate)
     prostab = prostab / st.score_norm[:, None]
     conctab = conctab / st.score_norm[:, None]
     n_years = cfg.simulation.years
