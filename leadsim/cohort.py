@@ -117,6 +117,8 @@ def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prosta
     acc = np.empty((3, len(OUT_FIELDS)))
     lo_b = np.empty((3, n_bands))
     hi_b = np.empty((3, n_bands))
+    cap_t = np.empty(3)
+    thr_t = np.empty(3)
     rho_s = np.sqrt(1.0 - rho * rho)
     beta_s = np.sqrt(1.0 - beta * beta)
     sig_s = np.sqrt(1.0 - sig_r * sig_r)
@@ -143,6 +145,8 @@ def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prosta
         # this year's thresholds (the same products the rules use, computed once)
         for q in range(3):
             sc = sl_scale[t, q]
+            cap_t[q] = trunc_cap * sc
+            thr_t[q] = outlier_thr * sc
             for b in range(n_bands):
                 lo_b[q, b] = attach[b] * sc
                 hi_b[q, b] = attach[b + 1] * sc if b + 1 < n_bands else np.inf
@@ -196,7 +200,6 @@ def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prosta
                 x = 0.0
             else:
                 x = mean[t, p] * factor * interp(qtab, p, zn)
-            scale = sl_scale[t, p]
             relief = 0.0
             if sl_mode == 1:
                 for b in range(n_bands):
@@ -204,9 +207,9 @@ def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prosta
                     if x <= lo:
                         break
                     relief += sl_share[b] * (min(x, hi_b[p, b]) - lo)
-            elif sl_mode == 2 and x > trunc_cap * scale:
-                relief = x - trunc_cap * scale
-            if x > outlier_thr * scale:
+            elif sl_mode == 2 and x > cap_t[p]:
+                relief = x - cap_t[p]
+            if x > thr_t[p]:
                 acc[p, _OUTLIERS] += 1.0
             acc[p, _MM] += mm
             acc[p, _SPEND] += x
