@@ -1,4 +1,4 @@
-"""Command line: ``leadsim run | validate | report | compare``.
+"""Command line: ``leadsim run | validate | report | compare | export``.
 
 Exit codes: 0 success, 2 invalid input (config, override, output path), 1 unexpected failure.
 Flags mirror config keys; ``--set key=value`` overrides any key (values parsed as TOML literals).
@@ -7,15 +7,20 @@ Flags mirror config keys; ``--set key=value`` overrides any key (values parsed a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from leadsim import __version__
 from leadsim.config import Config, ConfigError, LeadsimWarning, load_config
+
+if TYPE_CHECKING:  # pragma: no cover
+    import xarray as xr
 
 __all__ = ["main"]
 
@@ -114,14 +119,107 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.output:
         out.parent.mkdir(parents=True, exist_ok=True)
     _check_output(out)
+    zarr_out = out.suffix == ".zarr"
+    if (args.resume or args.overwrite) and not zarr_out:
+        raise UsageError("--resume and --overwrite apply to a Zarr run store: use -o RUN.zarr")
     t0 = time.perf_counter()
     progress = False if args.quiet else None
-    ds = leadsim.simulate(cfg, progress=progress)
-    leadsim.save(ds, out)
+    with _sigterm_interrupts():
+        with _scaled_errors(), _dask_client(args, cfg) as client:
+            if zarr_out:
+                ds = _run_zarr(args, cfg, out, client, progress)
+            elif client is not None:
+                from leadsim.distributed import simulate_distributed
+
+                ds = simulate_distributed(cfg, client, progress=progress)
+            else:
+                ds = leadsim.simulate(cfg, progress=progress)
+        if not zarr_out:
+            try:
+                leadsim.save(ds, out)
+            except OSError as err:
+                raise OSError(f"cannot write {out}: {err.strerror or err}; no partial file was left") from None
     elapsed = time.perf_counter() - t0
     if not args.quiet:
         print(summary_text(ds))
     print(f"Wrote {out} in {elapsed:.1f} s")
+    return 0
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt while writing, so temporary files are removed on the way out."""
+    import signal
+    import threading
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _scaled_errors() -> Iterator[None]:
+    """Report store and dask problems as usage errors (one line, exit 2)."""
+    from leadsim.distributed import DaskUnavailableError
+    from leadsim.store import StoreError
+
+    try:
+        yield
+    except (StoreError, DaskUnavailableError) as err:
+        raise UsageError(str(err)) from None
+
+
+def _dask_client(args: argparse.Namespace, cfg: Config) -> contextlib.AbstractContextManager:
+    """A dask client for ``--workers N`` / ``--scheduler ADDRESS``, else a context yielding None."""
+    if args.workers is None and args.scheduler is None:
+        return contextlib.nullcontext()
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers {args.workers}: must be at least 1")
+    from leadsim.distributed import cluster
+
+    return cluster(workers=args.workers, scheduler=args.scheduler, threads=cfg.simulation.threads or 1)
+
+
+def _run_zarr(args: argparse.Namespace, cfg: Config, out: Path, client: object | None,
+              progress: bool | None) -> xr.Dataset:
+    """Run into a resumable Zarr store; on failure say how much is kept and how to finish it."""
+    from leadsim.store import open_store, read_manifest, run_zarr
+
+    def kept() -> str:
+        m = read_manifest(out) if out.is_dir() else None
+        done = f"{m.n_done} of {m.n_chunks} chunks" if m else "no chunk"
+        return f"{out} keeps {done}; rerun with --resume to finish"
+
+    try:
+        run_zarr(cfg, out, resume=args.resume, overwrite=args.overwrite, client=client, progress=progress)
+    except OSError as err:
+        raise OSError(f"cannot write {out}: {err.strerror or err}; {kept()}") from None
+    except KeyboardInterrupt:
+        print(f"leadsim: {kept()}", file=sys.stderr)
+        raise
+    return open_store(out, load=False)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import leadsim
+
+    dst = Path(args.output)
+    _check_output(dst)
+    with _sigterm_interrupts(), _scaled_errors():
+        ds = leadsim.open(args.result)
+        try:
+            leadsim.save(ds, dst)
+        except OSError as err:
+            raise OSError(f"cannot write {dst}: {err.strerror or err}; no partial file was left") from None
+    print(f"Wrote {dst}")
     return 0
 
 
@@ -190,7 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, help="= simulation.threads (numba threads)")
     run.add_argument("--chunk-draws", dest="chunk_draws", type=int, help="= simulation.chunk_draws")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="run chunks on a local dask cluster of N worker processes (needs leadsim[dask])")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="run chunks on an existing dask cluster")
+    again = run.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="finish an interrupted Zarr run (-o RUN.zarr); only missing chunks are computed")
+    again.add_argument("--overwrite", action="store_true", help="replace an existing Zarr run store")
     run.set_defaults(func=cmd_run)
+
+    exp = sub.add_parser("export", help="copy a result to another format (e.g. run.zarr -> run.nc)")
+    exp.add_argument("result", help="a finished result: .zarr store or .nc file")
+    exp.add_argument("output", help="destination (.nc for netCDF, .zarr for Zarr)")
+    exp.set_defaults(func=cmd_export)
 
     val = sub.add_parser("validate", help="check a config and report problems by dotted key")
     _add_config_flags(val)

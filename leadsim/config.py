@@ -566,11 +566,17 @@ def _field_range(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
     return ""
 
 
+def _key_part(part: Any) -> str:
+    """A dotted-key component as typed; quoted (repr) when it is empty or has spaces, dots or control chars."""
+    text = str(part)
+    return text if text and all(c.isalnum() or c in "_-" for c in text) else repr(text)
+
+
 def _format_errors(err: ValidationError) -> list[str]:
     lines = []
     for e in err.errors(include_url=False):
         loc = tuple(e["loc"])
-        key = ".".join(str(p) for p in loc) or "(top level)"
+        key = ".".join(_key_part(p) for p in loc) or "(top level)"
         msg = e["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
@@ -598,8 +604,23 @@ def validate(data: Mapping[str, Any]) -> Config:
         cfg = Config.model_validate(dict(data))
     except ValidationError as err:
         raise ConfigError(_format_errors(err)) from None
+    _check_size(cfg)
     _warn(cfg)
     return cfg
+
+
+MAX_ALIGNED = 5_000_000
+"""Largest aligned count in any year (the ``aco.beneficiaries`` maximum); bounds the kernel's memory."""
+
+
+def _check_size(cfg: Config) -> None:
+    """Growth compounds: the last year's aligned count must stay within :data:`MAX_ALIGNED`."""
+    a, years = cfg.aco, cfg.simulation.years
+    peak = a.beneficiaries * max(1.0, (1.0 + a.growth) ** (years - 1))
+    if round(peak) > MAX_ALIGNED:
+        raise ConfigError([f"aco.growth = {a.growth!r}: grows aco.beneficiaries = {a.beneficiaries:,} to "
+                           f"{peak:,.0f} aligned beneficiaries by year {years} (allowed: at most "
+                           f"{MAX_ALIGNED:,} in any year; lower the growth, the years or the size)"])
 
 
 def _warn(cfg: Config) -> None:

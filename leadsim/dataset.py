@@ -140,8 +140,9 @@ def open_result(path: str | os.PathLike[str]) -> xr.Dataset:
     if not path.exists():
         raise FileNotFoundError(f"no such result: {path}")
     if path.is_dir() or path.suffix == ".zarr":
-        ds = xr.open_zarr(path)
-    else:
-        ds = xr.open_dataset(path, engine="h5netcdf")
+        from leadsim.store import open_store
+
+        return open_store(path)  # refuses an interrupted run (see leadsim.store)
+    ds = xr.open_dataset(path, engine="h5netcdf")
     with ds:
         return ds.load()

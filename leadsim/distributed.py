@@ -1,0 +1,226 @@
+"""Scale-out on dask.distributed: chunks of draws run as futures on a cluster, results identical to a serial run.
+
+Every draw's random numbers are keyed by ``(seed, draw, slot, year, stream)`` (see :mod:`leadsim.rng`), so the
+worker, thread or chunk that computes a draw never changes its numbers. This module only moves work around:
+
+* the draw-independent :class:`~leadsim.engine.CohortModel` (and the stop-loss price) is built **once** in
+  the client and scattered to every worker;
+* each chunk ``[start, stop)`` of ``simulation.chunk_draws`` draws becomes one task calling
+  :func:`leadsim.engine.run_chunk`, a pure function of ``(cfg, model, draws)``;
+* inside a task numba runs with ``threads`` threads (default 1: dask supplies the parallelism, one task per
+  worker thread), set with :func:`numba.set_num_threads` in the task itself because that setting is
+  per-thread;
+* results are placed by their draw indices, so the gathered arrays are in draw order whatever order the
+  chunks finish in; ``on_chunk`` sees each chunk as it completes (used by :mod:`leadsim.store` to write Zarr
+  regions).
+
+dask is an optional dependency (``pip install 'leadsim[dask]'``); it is imported only when a cluster is used.
+
+Examples
+--------
+>>> import leadsim
+>>> from leadsim.distributed import cluster, simulate_distributed
+>>> cfg = leadsim.load_config(overrides={"simulation.draws": 16, "aco.beneficiaries": 300})
+>>> with cluster(workers=2) as client:                     # doctest: +SKIP
+...     ds = simulate_distributed(cfg, client)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from leadsim.config import Config
+from leadsim.engine import ChunkResult, chunk_bounds, cohort_model, run_chunk, stop_loss_price
+
+if TYPE_CHECKING:  # pragma: no cover
+    import xarray as xr
+    from distributed import Client
+
+__all__ = ["DaskUnavailableError", "cluster", "require_dask", "run_draws_distributed", "simulate_distributed"]
+
+INSTALL_HINT = "pip install 'leadsim[dask]'"
+
+
+class DaskUnavailableError(ImportError):
+    """dask.distributed is needed (``--workers``/``--scheduler``) but is not installed."""
+
+
+def require_dask() -> Any:
+    """Import and return :mod:`distributed`, or raise :class:`DaskUnavailableError` with the install hint."""
+    try:
+        import distributed
+    except ImportError as err:
+        raise DaskUnavailableError(f"running on a dask cluster needs dask.distributed, which is not installed "
+                                   f"({err}); install it with: {INSTALL_HINT}") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def cluster(workers: int | None = None, scheduler: str | None = None, *, threads: int = 1,
+            worker_threads: int = 1, memory_limit: str | float | None = "auto") -> Iterator[Client]:
+    """A dask client on a new local cluster (``workers``) or on an existing one (``scheduler``).
+
+    Parameters
+    ----------
+    workers : int, optional
+        Start a :class:`distributed.LocalCluster` of this many worker *processes*; closed on exit.
+    scheduler : str, optional
+        Address of a running scheduler, e.g. ``tcp://10.0.0.5:8786``; only the client is closed on exit.
+    threads : int
+        ``NUMBA_NUM_THREADS`` of each local worker process (the numba pool size; default 1).
+    worker_threads : int
+        Dask threads per local worker (concurrent tasks per worker; default 1).
+    memory_limit : str or float, optional
+        Per-worker memory limit of a local cluster (dask's default ``"auto"``).
+
+    Yields
+    ------
+    distributed.Client
+    """
+    if (workers is None) == (scheduler is None):
+        raise ValueError("give exactly one of workers= (a local cluster) or scheduler= (an existing cluster)")
+    distributed = require_dask()
+    if scheduler is not None:
+        try:
+            client = distributed.Client(scheduler)  # timeout: dask config distributed.comm.timeouts.connect
+        except OSError as err:
+            raise OSError(f"cannot connect to the dask scheduler at {scheduler}: {err}") from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    if workers is None or workers < 1:
+        raise ValueError(f"workers must be >= 1 (got {workers})")
+    env = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1"}
+    with distributed.LocalCluster(n_workers=workers, threads_per_worker=worker_threads, processes=True,
+                                  dashboard_address=None, env=env, memory_limit=memory_limit,
+                                  silence_logs=40) as lc, distributed.Client(lc) as client:
+        yield client
+
+
+def _chunk_task(cfg: Config, model: Any, lo: int, hi: int, charge: np.ndarray, threads: int) -> ChunkResult:
+    """Run one chunk on a worker with ``threads`` numba threads (set here: the setting is per thread)."""
+    import numba
+
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    return run_chunk(cfg, model, np.arange(lo, hi, dtype=np.int64), charge)
+
+
+def _worker_count(client: Client) -> int:
+    info = client.scheduler_info()
+    return max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
+
+
+def run_draws_distributed(cfg: Config, client: Client, chunks: Iterable[tuple[int, int]] | None = None, *,
+                          threads: int | None = None,
+                          on_chunk: Callable[[int, int, ChunkResult], None] | None = None,
+                          gather: bool = True, progress: bool | None = None,
+                          max_in_flight: int | None = None) -> dict[str, np.ndarray]:
+    """Run chunks of draws as dask futures; the distributed twin of :func:`leadsim.engine.run_draws`.
+
+    Parameters
+    ----------
+    cfg : Config
+        A validated config.
+    client : distributed.Client
+        Client of the cluster to run on (see :func:`cluster`).
+    chunks : iterable of (start, stop), optional
+        Defaults to all draws in chunks of ``simulation.chunk_draws``.
+    threads : int, optional
+        numba threads inside each task; default ``simulation.threads`` or 1.
+    on_chunk : callable, optional
+        ``on_chunk(start, stop, result)`` in the client as each chunk completes (completion order).
+    gather : bool
+        Return the arrays of every chunk in draw order (default); ``False`` keeps nothing (memory stays flat;
+        stream through ``on_chunk``) and returns an empty dict.
+    progress : bool, optional
+        Show a tqdm bar (default: on a terminal, off under ``CI``).
+    max_in_flight : int, optional
+        Chunks submitted but not yet consumed; default twice the cluster's thread count (bounds memory).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Arrays with draw as the first axis, identical bit for bit to :func:`leadsim.engine.run_draws`.
+    """
+    from leadsim.engine import _progress
+
+    distributed = require_dask()
+    n = cfg.simulation.draws
+    nthreads = int(threads if threads is not None else (cfg.simulation.threads or 1))
+    bounds = list(chunks) if chunks is not None else chunk_bounds(n, cfg.simulation.chunk_draws)
+    gathered: dict[str, np.ndarray] = {}
+    if not bounds:
+        return gathered
+    model = cohort_model(cfg)
+    charge = stop_loss_price(cfg, model)
+    # built once, shipped once: every task refers to the same scattered objects
+    cfg_f, model_f, charge_f = client.scatter([cfg, model, charge], broadcast=True, hash=False)
+    window = max_in_flight or 2 * _worker_count(client)
+    pending = iter(bounds)
+    key_bounds: dict[str, tuple[int, int]] = {}
+
+    def submit() -> Any:
+        lo, hi = next(pending)
+        fut = client.submit(_chunk_task, cfg_f, model_f, lo, hi, charge_f, nthreads,
+                            key=f"leadsim-chunk-{lo}-{hi}-{os.urandom(4).hex()}", pure=False)
+        key_bounds[fut.key] = (lo, hi)
+        return fut
+
+    first = [submit() for _ in range(min(window, len(bounds)))]
+    queue = distributed.as_completed(first, with_results=False)
+    bar = _progress(sum(b - a for a, b in bounds), progress)
+    try:
+        for fut in queue:
+            res: ChunkResult = fut.result()
+            lo, hi = key_bounds.pop(fut.key)
+            fut.release()
+            if on_chunk is not None:
+                on_chunk(lo, hi, res)
+            for k, v in (res.arrays.items() if gather else ()):
+                if k not in gathered:
+                    gathered[k] = np.empty((n, *v.shape[1:]), dtype=v.dtype)
+                gathered[k][lo:hi] = v
+            if bar is not None:
+                bar.update(hi - lo)
+            with contextlib.suppress(StopIteration):
+                queue.add(submit())
+    finally:
+        if bar is not None:
+            bar.close()
+        left = list(queue.futures) if hasattr(queue, "futures") else []
+        if left:  # an error or an interrupt: stop the chunks still queued or running
+            client.cancel(left)
+    return gathered
+
+
+def simulate_distributed(cfg: Config, client: Client, *, threads: int | None = None,
+                         progress: bool | None = None) -> xr.Dataset:
+    """:func:`leadsim.simulate` on a dask cluster: the same dataset, bit for bit (except ``created``).
+
+    Parameters
+    ----------
+    cfg : Config
+        A validated config.
+    client : distributed.Client
+        Client of the cluster (see :func:`cluster`).
+    threads : int, optional
+        numba threads per task (default ``simulation.threads`` or 1).
+    progress : bool, optional
+        Show a progress bar.
+
+    Returns
+    -------
+    xarray.Dataset
+    """
+    from leadsim.dataset import build_dataset
+
+    arrays = run_draws_distributed(cfg, client, threads=threads, progress=progress)
+    return build_dataset(cfg, arrays)
