@@ -253,6 +253,10 @@ def main(argv: list[str] | None = None) -> dict:
                 continue  # slow and stable: two repetitions are enough
             times[k].append(_timed(fn))
     speed = {k: fns[k][1] / min(v) for k, v in times.items()}
+    # robustness check on a noisy machine: the kernel/floor ratio of each repetition (adjacent calls), median
+    paired = sorted((fns["kernel_all_features"][1] / k) / (fns["floor"][1] / f)
+                    for f, k in zip(times["floor"], times["kernel_all_features"], strict=True))
+    paired_median = paired[len(paired) // 2]
 
     # 2. peak RSS of each row in a fresh process
     rss = {k: _spawn(["rss", k, str(a.draws), str(a.numpy_draws)])[2] for k in fns}
@@ -292,6 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append(r)
         print(f"{labels[k]:44s} {speed[k]:14.4g} {r['ratio_to_floor']:8.3f} {r['ratio_to_numpy']:8.2f} "
               f"{rss[k]:8.0f} MiB")
+    print(f"{'kernel all features / floor, median of paired repetitions':58s} {paired_median:8.3f}")
     print()
     t1, t2 = threads[1], threads[2]
     print("threads (NUMBA_NUM_THREADS)      1 thread      2 threads   speed-up")
@@ -318,6 +323,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "ratio_to_floor": head["ratio_to_floor"],
         "ratio_to_numpy": head["ratio_to_numpy"],
+        "ratio_to_floor_paired_median": paired_median,
         "rows": rows,
         "threads": {str(k): v for k, v in threads.items()},
         "memory": {"beneficiaries": a.mem_beneficiaries, **{str(k): v for k, v in memory.items()},
