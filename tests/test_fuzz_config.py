@@ -1,8 +1,9 @@
 """Hypothesis fuzzing of configs: a bad config always gives one-line ConfigError problems naming the key;
 a valid extreme config runs and gives finite results.
 
-Budget: validation is cheap (about 2 ms a config), so the mutation tests try a few hundred configs; only
-``test_extreme_valid_configs_simulate`` simulates (tiny ACOs, a dozen examples).
+Budget: validation is cheap (a few ms a config), so the mutation tests try 500 configs; only
+``test_extreme_valid_configs_simulate`` simulates (tiny ACOs, 12 examples; 40 more and each extreme alone in
+the slow tier).
 """
 
 from __future__ import annotations
@@ -251,7 +252,7 @@ EXTREMES: dict[str, list[dict[str, Any]]] = {
 extreme_picks = st.lists(st.sampled_from(sorted(EXTREMES)), min_size=1, max_size=3, unique=True)
 
 
-@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(picks=extreme_picks, variant=st.integers(0, 1), n=st.sampled_from([1, 2, 17]))
 def test_extreme_valid_configs_simulate(picks, variant, n):
     """A combination of up to three extremes on a tiny ACO runs, with finite values in every variable."""
@@ -259,10 +260,10 @@ def test_extreme_valid_configs_simulate(picks, variant, n):
 
 
 @pytest.mark.slow
-@settings(max_examples=20, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(picks=extreme_picks, variant=st.integers(0, 1), n=st.sampled_from([1, 2, 17, 300]))
 def test_extreme_valid_configs_simulate_many(picks, variant, n):
-    """The same as above, 20 more combinations (slow tier)."""
+    """The same as above, 40 more combinations (slow tier)."""
     _simulate_extremes(picks, variant, n)
 
 
