@@ -119,6 +119,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.output:
         out.parent.mkdir(parents=True, exist_ok=True)
     _check_output(out)
+    if args.report:
+        _check_output(Path(args.report))
     zarr_out = out.suffix == ".zarr"
     if (args.resume or args.overwrite) and not zarr_out:
         raise UsageError("--resume and --overwrite apply to a Zarr run store: use -o RUN.zarr")
@@ -143,6 +145,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(summary_text(ds))
     print(f"Wrote {out} in {elapsed:.1f} s")
+    if args.report:
+        from leadsim.report import report_html, write_html
+
+        write_html(report_html(ds, source=out.name), Path(args.report))
+        print(f"Wrote {args.report}")
     return 0
 
 
@@ -288,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, help="= simulation.threads (numba threads)")
     run.add_argument("--chunk-draws", dest="chunk_draws", type=int, help="= simulation.chunk_draws")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+    run.add_argument("--report", metavar="HTML", help="also write the HTML report of the run (as `leadsim report`)")
     where = run.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, metavar="N",
                        help="run chunks on a local dask cluster of N worker processes (needs leadsim[dask])")
