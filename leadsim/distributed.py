@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from leadsim.config import Config
-from leadsim.engine import ChunkResult, chunk_bounds, cohort_model, run_chunk, stop_loss_price
+from leadsim.engine import ChunkResult, chunk_bounds, cohort_model, place_chunk, run_chunk, stop_loss_price
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
@@ -184,10 +184,8 @@ def run_draws_distributed(cfg: Config, client: Client, chunks: Iterable[tuple[in
             fut.release()
             if on_chunk is not None:
                 on_chunk(lo, hi, res)
-            for k, v in (res.arrays.items() if gather else ()):
-                if k not in gathered:
-                    gathered[k] = np.empty((n, *v.shape[1:]), dtype=v.dtype)
-                gathered[k][lo:hi] = v
+            if gather:
+                place_chunk(gathered, n, lo, hi, res)
             if bar is not None:
                 bar.update(hi - lo)
             with contextlib.suppress(StopIteration):

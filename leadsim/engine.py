@@ -238,6 +238,14 @@ def run_chunk(cfg: Config, model: CohortModel, draws: np.ndarray, charge_pbpm: n
     return ChunkResult(draws, arrays)
 
 
+def place_chunk(gathered: dict[str, np.ndarray], n_draws: int, lo: int, hi: int, res: ChunkResult) -> None:
+    """Copy a chunk's arrays into rows ``lo:hi`` of the full-size arrays (allocated on first use)."""
+    for k, v in res.arrays.items():
+        if k not in gathered:
+            gathered[k] = np.empty((n_draws, *v.shape[1:]), dtype=v.dtype)
+        gathered[k][lo:hi] = v
+
+
 def chunk_bounds(n_draws: int, chunk: int) -> list[tuple[int, int]]:
     """``[start, stop)`` of each chunk of draws."""
     return [(lo, min(lo + chunk, n_draws)) for lo in range(0, n_draws, chunk)]
@@ -284,10 +292,8 @@ def run_draws(cfg: Config, chunks: Iterable[tuple[int, int]] | None = None, *,
             res = run_chunk(cfg, model, np.arange(lo, hi), charge)
             if on_chunk is not None:
                 on_chunk(lo, hi, res)
-            for k, v in (res.arrays.items() if gather else ()):
-                if k not in gathered:
-                    gathered[k] = np.empty((n, *v.shape[1:]), dtype=v.dtype)
-                gathered[k][lo:hi] = v
+            if gather:
+                place_chunk(gathered, n, lo, hi, res)
             if bar is not None:
                 bar.update(hi - lo)
     finally:

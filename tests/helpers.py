@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import warnings
 
+import xarray as xr
+
 import leadsim
 from leadsim.config import LeadsimWarning
 
@@ -15,3 +17,11 @@ def small_config(**overrides):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LeadsimWarning)
         return leadsim.load_config(overrides=base)
+
+
+def assert_same_run(a: xr.Dataset, b: xr.Dataset) -> None:
+    """Two results are identical bit for bit, except for the ``created`` timestamp."""
+    a, b = a.copy(), b.copy()
+    a.attrs.pop("created")
+    b.attrs.pop("created")
+    xr.testing.assert_identical(a, b)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numba
 import pytest
-import xarray as xr
 
 import leadsim
 from leadsim.cli import main
+from tests.helpers import assert_same_run as _same
 from tests.helpers import small_config
 
 pytest.importorskip("distributed")
@@ -20,13 +20,6 @@ from leadsim.store import read_manifest, run_zarr
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"aco.beneficiaries": 300, "simulation.draws": 16, "simulation.chunk_draws": 4}
-
-
-def _same(a: xr.Dataset, b: xr.Dataset) -> None:
-    a, b = a.copy(), b.copy()
-    a.attrs.pop("created")
-    b.attrs.pop("created")
-    xr.testing.assert_identical(a, b)
 
 
 @pytest.fixture(scope="module")

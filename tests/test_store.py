@@ -18,6 +18,7 @@ import xarray as xr
 import leadsim
 from leadsim.cli import main
 from leadsim.store import MANIFEST_NAME, ResumeMismatchError, StoreError, read_manifest, run_zarr
+from tests.helpers import assert_same_run as _same
 from tests.helpers import small_config
 
 pytest.importorskip("zarr")
@@ -25,13 +26,6 @@ pytest.importorskip("dask")
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"aco.beneficiaries": 300, "simulation.draws": 16, "simulation.chunk_draws": 4}
-
-
-def _same(a: xr.Dataset, b: xr.Dataset) -> None:
-    a, b = a.copy(), b.copy()
-    a.attrs.pop("created")
-    b.attrs.pop("created")
-    xr.testing.assert_identical(a, b)
 
 
 @pytest.fixture(scope="module")
