@@ -309,7 +309,7 @@ class StopLossPolicy(_Model):
                            Field(min_length=1, max_length=10)] = [125_000.0, 250_000.0, 500_000.0]
     shares: Annotated[list[Share], Field(min_length=1, max_length=10)] = [0.5, 0.75, 0.9]
     loading: Annotated[float, Field(ge=0.0, le=5.0)] = 0.10
-    neutrality: Annotated[float, Field(gt=0.0, le=2.0)] = 1.0
+    neutrality: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0  # ex-post budget-neutrality scales payouts down
     truncation_cap: Annotated[float, Field(gt=0.0, le=1e9)] | None = None
 
     @model_validator(mode="after")
