@@ -113,7 +113,7 @@ def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prosta
     keys = np.empty(n_slots, dtype=np.uint64)
     z = np.zeros(n_slots)
     pop = np.zeros(n_slots, dtype=np.int8)
-    state = np.zeros(n_slots, dtype=np.int8)  # 0 vacant, 1 continuing, 2 entrant this year
+    state = np.zeros(n_slots, dtype=np.int8)  # 0 vacant, 1 continuing, 2 entrant, 3 first-year entrant
     acc = np.empty((3, len(OUT_FIELDS)))
     lo_b = np.empty((3, n_bands))
     hi_b = np.empty((3, n_bands))
@@ -126,10 +126,14 @@ def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prosta
     for i in range(n_slots):
         keys[i] = key(seed, s_draw, np.uint64(i))
     for i in range(init_pop.shape[0]):
-        state[i] = 1
-        pop[i] = init_pop[i]
         p = init_pop[i]
-        z[i] = init_mean[p] + init_sd[p] * normals(word(keys[i], _S_LATENT))[0]  # base-year latent
+        if p >= 3:  # aligned during the first year, population preset (counts follow the mix)
+            state[i] = 3
+            pop[i] = p - 3
+        else:
+            state[i] = 1
+            pop[i] = p
+            z[i] = init_mean[p] + init_sd[p] * normals(word(keys[i], _S_LATENT))[0]  # base-year latent
         active += 1
 
     for t in range(n_years):
@@ -165,8 +169,10 @@ def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prosta
             e1 = r * cos_a
             u_exit, u_pop = uniforms(word(k, base + _S_EVENTS))
             died = False
-            if st == 2:
-                if u_pop < mix_cum[0]:
+            if st >= 2:
+                if st == 3:
+                    p = pop[i]
+                elif u_pop < mix_cum[0]:
                     p = _AD
                 elif u_pop < mix_cum[1]:
                     p = _ESRD
@@ -215,7 +221,7 @@ def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prosta
             acc[p, _SPEND] += x
             acc[p, _PAYOUT] += relief
             acc[p, _RISKW] += mm * score
-            if st == 2:
+            if st >= 2:
                 acc[p, _ENTRANTS] += 1.0
             if record:
                 rec_pop[i, t] = p

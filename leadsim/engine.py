@@ -34,7 +34,7 @@ class CohortModel:
 
     seed: np.uint64
     target: np.ndarray          # aligned count at the start of each year (int64)
-    init_pop: np.ndarray        # population of each initial slot (int8)
+    init_pop: np.ndarray        # population code of each initial slot (int8; 3-5: first-year entrants)
     qtab: np.ndarray            # (3, G) Q_p on the latent grid
     prostab: np.ndarray         # (3, G) prospective score table
     conctab: np.ndarray         # (3, G) concurrent score table
@@ -66,13 +66,24 @@ class CohortModel:
         return int(max(self.target.max(initial=0), self.init_pop.shape[0]))
 
 
-def initial_populations(cfg: Config) -> np.ndarray:
-    """Population of each initial slot: deterministic counts from the mix (A&D, then ESRD, then HN)."""
+def initial_populations(cfg: Config, entrant_share: np.ndarray | None = None) -> np.ndarray:
+    """Population code of each initial slot: deterministic counts from the mix.
+
+    Codes 0-2 (A&D, ESRD, High Needs) are beneficiaries continuing from the base year; codes 3-5 are the
+    same populations aligned during the first performance year. A share ``entrant_share[p]`` of each
+    population (the stationary cohort's, :mod:`leadsim.stationary`) enters during the first year, as in
+    every later year, so PY2027 is a stationary year like the others and not a year without churn.
+    """
     n = cfg.aco.beneficiaries
     n_esrd = round(n * cfg.aco.mix.esrd)
     n_hn = min(round(n * cfg.aco.mix.high_needs), n - n_esrd)
-    n_ad = n - n_esrd - n_hn
-    return np.concatenate([np.zeros(n_ad, np.int8), np.ones(n_esrd, np.int8), np.full(n_hn, 2, np.int8)])
+    counts = [n - n_esrd - n_hn, n_esrd, n_hn]
+    share = np.zeros(3) if entrant_share is None else np.asarray(entrant_share)
+    parts = []
+    for p, c in enumerate(counts):
+        n_ent = min(c, max(0, round(c * float(share[p]))))
+        parts += [np.full(c - n_ent, p, np.int8), np.full(n_ent, p + 3, np.int8)]
+    return np.concatenate(parts)
 
 
 @memoize(("leadsim.marginals", "leadsim.stationary"), (np.ndarray, np.ndarray, np.ndarray, Stationary))
@@ -115,7 +126,7 @@ def cohort_model(cfg: Config) -> CohortModel:
     return CohortModel(
         seed=np.uint64(cfg.simulation.seed),
         target=target,
-        init_pop=initial_populations(cfg),
+        init_pop=initial_populations(cfg, st.entrant_share),
         qtab=qtab, prostab=prostab, conctab=conctab,
         z0=np.array([m.zero_latent for m in marg]),
         rho=rho, death_c=death_c,

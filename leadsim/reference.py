@@ -139,10 +139,15 @@ def cohort_reference(model: CohortModel, draw: int, mean: np.ndarray, scale: np.
     z = np.zeros(n_slots)
     pop = np.zeros(n_slots, dtype=np.int8)
     state = np.full(n_slots, _VACANT, dtype=np.int8)
-    state[:n_init] = _CONTINUING
-    pop[:n_init] = m.init_pop
     ip = m.init_pop.astype(np.int64)
-    z[:n_init] = m.init_mean[ip] + m.init_sd[ip] * normals_np(word_np(keys[:n_init], Stream.LATENT))[0]
+    first_year_entrant = ip >= 3  # aligned during the first year, population preset
+    state[:n_init] = np.where(first_year_entrant, _ENTRANT, _CONTINUING)
+    pop[:n_init] = np.where(first_year_entrant, ip - 3, ip)
+    ic = np.where(first_year_entrant, 0, ip)
+    z0_init = m.init_mean[ic] + m.init_sd[ic] * normals_np(word_np(keys[:n_init], Stream.LATENT))[0]
+    z[:n_init] = np.where(first_year_entrant, 0.0, z0_init)
+    preset = np.zeros(n_slots, dtype=bool)
+    preset[:n_init] = first_year_entrant
     active = n_init
 
     out = np.zeros((n_years, 3, len(OUT_FIELDS)))
@@ -169,6 +174,7 @@ def cohort_reference(model: CohortModel, draw: int, mean: np.ndarray, scale: np.
 
         # 1. population: entrants from the mix, A&D members may move to ESRD or High Needs
         p_ent = np.where(u_pop < m.mix_cum[0], _AD, np.where(u_pop < m.mix_cum[1], _ESRD, _HN))
+        p_ent = np.where(preset[idx], pop[idx], p_ent)
         p_old = pop[idx].astype(np.int64)
         p_cont = np.where((p_old == _AD) & (u_pop < m.esrd_rate), _ESRD,
                           np.where((p_old == _AD) & (u_pop < m.esrd_rate + m.hn_rate), _HN, p_old))
@@ -221,6 +227,7 @@ def cohort_reference(model: CohortModel, draw: int, mean: np.ndarray, scale: np.
         pop[idx] = p
         leaves = died | (u_exit <= m.exit_rate[p])
         state[idx] = np.where(leaves, _VACANT, _CONTINUING)
+        preset[idx] = False
         active = int(np.count_nonzero(~leaves))
 
     if return_panel:

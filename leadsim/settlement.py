@@ -48,8 +48,8 @@ def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_mean: np.ndarray,
     latent_mean, latent_sd : ndarray (3,)
         Law of a continuing member's latent in the stationary cohort.
     entrant_share : ndarray (3,), optional
-        Entrants' share of the beneficiaries aligned in a year after the first (stationary cohort);
-        default none.
+        Entrants' share of the beneficiaries aligned in a year (stationary cohort, the first year
+        included); default none.
 
     Returns
     -------
@@ -60,14 +60,14 @@ def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_mean: np.ndarray,
     Notes
     -----
     Priced by quadrature over the stationary latent ``z ~ N(latent_mean, latent_sd^2)`` on the kernel's
-    grid, at the expected mean cost ``m_t = unit_mean x (1 + mu_p)^t x (1 + care management)`` with attachments trended
-    by expected national growth. A beneficiary dies in the year with probability
+    grid, at the expected mean cost ``m_t = unit_mean x (1 + mu_p)^t x (1 + care management)`` with
+    attachments trended by expected national growth. A beneficiary dies in the year with probability
     ``D(z) = Phi((beta z - Phi^{-1}(1 - q)) / sqrt(1 - beta^2))`` and then spends ``k`` times the
-    annual draw over six months; survivors twelve. From the second year on, a share ``entrant_share`` of
-    the beneficiaries are entrants (``z ~ N(0, 1)``, half the annual draw over six months, no death);
-    the first year has none. No macro noise enters the price: trend risk stays with the ACO, as with
-    CMS's prospectively priced charge [REACH]; since payouts are convex in the mean cost, the realised
-    loading is then a little below ``loading`` when trend is uncertain.
+    annual draw over six months; survivors twelve. A share ``entrant_share`` of the beneficiaries are
+    entrants (``z ~ N(0, 1)``, half the annual draw over six months, no death). No macro noise enters
+    the price: trend risk stays with the ACO, as with CMS's prospectively priced charge [REACH]; since
+    payouts are convex in the mean cost, the realised loading is a little below ``loading`` when trend
+    is uncertain.
     """
     sl = cfg.policy.stop_loss
     n_years = cfg.simulation.years
@@ -94,7 +94,7 @@ def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_mean: np.ndarray,
             a = attach * (1.0 + mu[j]) ** t
             pay = float(w @ ((1.0 - dz) * stop_loss_payout(m * q, a, shares) + dz * stop_loss_payout(
                 pop.death_multiplier * m * q, a, shares)))
-            s_t = share if t > 0 else 0.0
+            s_t = share
             pay_ent = float(phi @ stop_loss_payout(0.5 * m * q, a, shares))
             out[t, j] = (1.0 + sl.loading) * ((1.0 - s_t) * pay + s_t * pay_ent) / (
                 (1.0 - s_t) * months + s_t * 6.0)

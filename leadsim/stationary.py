@@ -89,7 +89,7 @@ def stationary_cohort(qtab: np.ndarray, prostab: np.ndarray, conctab: np.ndarray
     share = np.zeros(3)
     for _ in range(iterations):
         f = f.copy()
-        moved = esrd_rate * f[0], hn_rate * f[0]
+        moved = esrd_rate * f[0], min(hn_rate, 1.0 - esrd_rate) * f[0]  # as the kernel: ESRD first
         f[0] = f[0] - moved[0] - moved[1]
         f[1] = f[1] + moved[0]
         f[2] = f[2] + moved[1]
@@ -106,7 +106,7 @@ def stationary_cohort(qtab: np.ndarray, prostab: np.ndarray, conctab: np.ndarray
                 mm_prev = kmat[p].T @ mm_given_next[p]
                 scores[p] = (f[p] * mm_prev) @ pros[p] + 6.0 * ent.sum()
             total = f[p].sum() + ent.sum()
-            share[p] = ent.sum() / total if total > 1e-12 else 0.0
+            share[p] = min(1.0, max(0.0, ent.sum() / total)) if total > 1e-12 else 0.0
             nxt[p] = (1.0 - exit_rate[p]) * ((1.0 - dz[p]) * g + ent)
         f = nxt
     kappa = np.ones(3)
