@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from leadsim.config import Config
-from leadsim.engine import ChunkResult, chunk_bounds, cohort_model, place_chunk, run_chunk, stop_loss_price
+from leadsim.engine import ChunkResult, ChunkSink, chunk_bounds, cohort_model, run_chunk, stop_loss_price
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
@@ -150,15 +150,12 @@ def run_draws_distributed(cfg: Config, client: Client, chunks: Iterable[tuple[in
     dict of str to numpy.ndarray
         Arrays with draw as the first axis, identical bit for bit to :func:`leadsim.engine.run_draws`.
     """
-    from leadsim.engine import _progress
-
     distributed = require_dask()
     n = cfg.simulation.draws
     nthreads = int(threads if threads is not None else (cfg.simulation.threads or 1))
     bounds = list(chunks) if chunks is not None else chunk_bounds(n, cfg.simulation.chunk_draws)
-    gathered: dict[str, np.ndarray] = {}
     if not bounds:
-        return gathered
+        return {}
     model = cohort_model(cfg)
     charge = stop_loss_price(cfg, model)
     # built once, shipped once: every task refers to the same scattered objects
@@ -176,27 +173,21 @@ def run_draws_distributed(cfg: Config, client: Client, chunks: Iterable[tuple[in
 
     first = [submit() for _ in range(min(window, len(bounds)))]
     queue = distributed.as_completed(first, with_results=False)
-    bar = _progress(sum(b - a for a, b in bounds), progress)
+    sink = ChunkSink(n, sum(b - a for a, b in bounds), progress=progress, on_chunk=on_chunk, gather=gather)
     try:
         for fut in queue:
             res: ChunkResult = fut.result()
             lo, hi = key_bounds.pop(fut.key)
             fut.release()
-            if on_chunk is not None:
-                on_chunk(lo, hi, res)
-            if gather:
-                place_chunk(gathered, n, lo, hi, res)
-            if bar is not None:
-                bar.update(hi - lo)
+            sink(lo, hi, res)
             with contextlib.suppress(StopIteration):
                 queue.add(submit())
     finally:
-        if bar is not None:
-            bar.close()
+        sink.close()
         left = list(queue.futures) if hasattr(queue, "futures") else []
         if left:  # an error or an interrupt: stop the chunks still queued or running
             client.cancel(left)
-    return gathered
+    return sink.gathered
 
 
 def simulate_distributed(cfg: Config, client: Client, *, threads: int | None = None,

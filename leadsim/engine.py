@@ -249,12 +249,42 @@ def run_chunk(cfg: Config, model: CohortModel, draws: np.ndarray, charge_pbpm: n
     return ChunkResult(draws, arrays)
 
 
-def place_chunk(gathered: dict[str, np.ndarray], n_draws: int, lo: int, hi: int, res: ChunkResult) -> None:
-    """Copy a chunk's arrays into rows ``lo:hi`` of the full-size arrays (allocated on first use)."""
-    for k, v in res.arrays.items():
-        if k not in gathered:
-            gathered[k] = np.empty((n_draws, *v.shape[1:]), dtype=v.dtype)
-        gathered[k][lo:hi] = v
+class ChunkSink:
+    """Where finished chunks go, in whatever order they finish: the caller's ``on_chunk``, the full-size
+    arrays (rows ``lo:hi``, allocated on first use, when gathering) and the progress bar.
+
+    Used as a context manager by the serial and the dask loops, so both deliver chunks the same way.
+    """
+
+    def __init__(self, n_draws: int, total: int, *, progress: bool | None,
+                 on_chunk: Callable[[int, int, ChunkResult], None] | None, gather: bool):
+        self.n_draws = n_draws
+        self.on_chunk = on_chunk
+        self.gather = gather
+        self.gathered: dict[str, np.ndarray] = {}
+        self.bar = _progress(total, progress)
+
+    def __call__(self, lo: int, hi: int, res: ChunkResult) -> None:
+        if self.on_chunk is not None:
+            self.on_chunk(lo, hi, res)
+        if self.gather:
+            for k, v in res.arrays.items():
+                if k not in self.gathered:
+                    self.gathered[k] = np.empty((self.n_draws, *v.shape[1:]), dtype=v.dtype)
+                self.gathered[k][lo:hi] = v
+        if self.bar is not None:
+            self.bar.update(hi - lo)
+
+    def close(self) -> None:
+        """Close the progress bar."""
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> ChunkSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def chunk_bounds(n_draws: int, chunk: int) -> list[tuple[int, int]]:
@@ -296,21 +326,10 @@ def run_draws(cfg: Config, chunks: Iterable[tuple[int, int]] | None = None, *,
     model = cohort_model(cfg)
     charge = stop_loss_price(cfg, model)
     bounds = list(chunks) if chunks is not None else chunk_bounds(n, cfg.simulation.chunk_draws)
-    bar = _progress(sum(b - a for a, b in bounds), progress)
-    gathered: dict[str, np.ndarray] = {}
-    try:
+    with ChunkSink(n, sum(b - a for a, b in bounds), progress=progress, on_chunk=on_chunk, gather=gather) as sink:
         for lo, hi in bounds:
-            res = run_chunk(cfg, model, np.arange(lo, hi), charge)
-            if on_chunk is not None:
-                on_chunk(lo, hi, res)
-            if gather:
-                place_chunk(gathered, n, lo, hi, res)
-            if bar is not None:
-                bar.update(hi - lo)
-    finally:
-        if bar is not None:
-            bar.close()
-    return gathered
+            sink(lo, hi, run_chunk(cfg, model, np.arange(lo, hi), charge))
+    return sink.gathered
 
 
 POPULATION_INDEX = {p: i for i, p in enumerate(POPULATIONS)}
