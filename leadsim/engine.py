@@ -49,7 +49,9 @@ class CohortModel:
     entrant_score: np.ndarray   # (3,) prospective score of an entrant (1 / stationary score mean)
     init_mean: np.ndarray       # (3,) stationary latent mean of the initial cohort
     init_sd: np.ndarray         # (3,) stationary latent sd of the initial cohort
-    entrant_share: np.ndarray   # (3,) stationary entrants' share of a year's beneficiaries (pricing only)
+    entrant_share: np.ndarray   # (3,) stationary entrants' share of a year's beneficiaries
+    latent_grid: np.ndarray     # (G,) grid of the stationary in-year latent law (pricing only)
+    latent_law: np.ndarray      # (3, G) stationary in-year latent law of continuing members (pricing only)
     hn_rate: float
     esrd_rate: float
     mix_cum: np.ndarray         # (2,) cumulative entrant mix: A&D, A&D + ESRD
@@ -139,6 +141,8 @@ def cohort_model(cfg: Config) -> CohortModel:
         init_mean=st.init_mean,
         init_sd=st.init_sd,
         entrant_share=st.entrant_share,
+        latent_grid=st.latent_grid,
+        latent_law=st.latent_law,
         hn_rate=ad.high_needs_rate,
         esrd_rate=ad.esrd_rate,
         mix_cum=np.array([mix.aged_disabled, mix.aged_disabled + mix.esrd]),
@@ -154,9 +158,7 @@ def cohort_model(cfg: Config) -> CohortModel:
 
 def stop_loss_price(cfg: Config, model: CohortModel) -> np.ndarray:
     """Stop-loss charge PBPM (years, 3) at this model's unit means and stationary latent law."""
-    lat_mean = model.rho * model.init_mean
-    lat_sd = np.sqrt(model.rho**2 * model.init_sd**2 + 1.0 - model.rho**2)
-    return price_stop_loss(cfg, model.base_mean, lat_mean, lat_sd, model.entrant_share)
+    return price_stop_loss(cfg, model.base_mean, model.latent_grid, model.latent_law, model.entrant_share)
 
 
 def realised_means(model: CohortModel, macro: MacroPaths) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ import numpy as np
 
 from leadsim.benchmark import is_higher_spending, marginal_bands
 from leadsim.config import Config, TrackPolicy, per_year
-from leadsim.marginals import SplicedMarginal, death_probability, latent_grid
+from leadsim.marginals import SplicedMarginal, death_probability
 
 __all__ = [
     "Settlement",
@@ -37,16 +37,19 @@ def stop_loss_payout(x: np.ndarray, attachments: np.ndarray, shares: np.ndarray)
     return marginal_bands(np.maximum(x, 0.0), attachments, shares)
 
 
-def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_mean: np.ndarray,
-                    latent_sd: np.ndarray, entrant_share: np.ndarray | None = None) -> np.ndarray:
+def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_grid: np.ndarray, latent_law: np.ndarray,
+                    entrant_share: np.ndarray | None = None) -> np.ndarray:
     """Stop-loss charge PBPM per year and population, priced before the year (closed form).
 
     Parameters
     ----------
     unit_mean : ndarray (3,)
         Mean annual cost per unit of ``Q`` in the base year (``mean / kappa``, :mod:`leadsim.stationary`).
-    latent_mean, latent_sd : ndarray (3,)
-        Law of a continuing member's latent in the stationary cohort.
+    latent_grid : ndarray (G,)
+        Latent grid.
+    latent_law : ndarray (3, G)
+        Probabilities of a continuing member's latent during a year, per population, on ``latent_grid``
+        (the stationary cohort's, :class:`leadsim.stationary.Stationary`).
     entrant_share : ndarray (3,), optional
         Entrants' share of the beneficiaries aligned in a year (stationary cohort, the first year
         included); default none.
@@ -59,8 +62,8 @@ def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_mean: np.ndarray,
 
     Notes
     -----
-    Priced by quadrature over the stationary latent ``z ~ N(latent_mean, latent_sd^2)`` on the kernel's
-    grid, at the expected mean cost ``m_t = unit_mean x (1 + mu_p)^t x (1 + care management)`` with
+    Priced by summation over the stationary cohort's latent law, at the expected mean cost
+    ``m_t = unit_mean x (1 + mu_p)^t x (1 + care management)`` with
     attachments trended by expected national growth. A beneficiary dies in the year with probability
     ``D(z) = Phi((beta z - Phi^{-1}(1 - q)) / sqrt(1 - beta^2))`` and then spends ``k`` times the
     annual draw over six months; survivors twelve. A share ``entrant_share`` of the beneficiaries are
@@ -74,7 +77,9 @@ def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_mean: np.ndarray,
     out = np.zeros((n_years, 3))
     if not sl.enabled:
         return out
-    z = latent_grid()
+    z = np.asarray(latent_grid, dtype=float)
+    phi = np.exp(-0.5 * z * z)
+    phi /= phi.sum()
     mu = np.asarray(cfg.trend.national_mean.ordered())
     cm = np.asarray(per_year(cfg.aco.care_management_effect, n_years))
     attach = np.asarray(sl.attachments)
@@ -83,10 +88,7 @@ def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_mean: np.ndarray,
         marg = SplicedMarginal(pop.zero_share, pop.sigma, pop.tail_start, pop.tail_alpha)
         q = marg.quantile_of_latent(z)
         dz = death_probability(z, pop.mortality, pop.death_risk_beta)
-        w = np.exp(-0.5 * ((z - latent_mean[j]) / latent_sd[j]) ** 2)
-        w /= w.sum()
-        phi = np.exp(-0.5 * z * z)
-        phi /= phi.sum()
+        w = np.asarray(latent_law[j], dtype=float)
         months = float(w @ ((1.0 - dz) * 12.0 + dz * 6.0))
         share = 0.0 if entrant_share is None else float(entrant_share[j])
         for t in range(n_years):

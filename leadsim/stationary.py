@@ -38,6 +38,8 @@ class Stationary:
     init_mean: np.ndarray    # mean of a continuing member's latent at the start of a year
     init_sd: np.ndarray      # sd of the same
     entrant_share: np.ndarray  # entrants' share of the beneficiaries aligned during a year
+    latent_grid: np.ndarray    # (G,) latent grid of the law below
+    latent_law: np.ndarray     # (3, G) probabilities of a continuing member's latent during a year
 
 
 def _transition(rho: float, z: np.ndarray) -> np.ndarray:
@@ -87,6 +89,7 @@ def stationary_cohort(qtab: np.ndarray, prostab: np.ndarray, conctab: np.ndarray
     months = np.zeros(3)
     scores = np.zeros(3)
     share = np.zeros(3)
+    law = np.tile(phi, (3, 1))
     for _ in range(iterations):
         f = f.copy()
         moved = esrd_rate * f[0], min(hn_rate, 1.0 - esrd_rate) * f[0]  # as the kernel: ESRD first
@@ -97,6 +100,8 @@ def stationary_cohort(qtab: np.ndarray, prostab: np.ndarray, conctab: np.ndarray
         nxt = np.empty_like(f)
         for p in range(3):
             g = kmat[p] @ f[p]
+            if g.sum() > 1e-12:
+                law[p] = g / g.sum()
             ent = entrants * mix[p] * phi
             spend[p] = g @ ((1.0 - dz[p]) * q[p] + dz[p] * death_mult[p] * q[p]) + 0.5 * (ent @ q[p])
             months[p] = g @ mm_given_next[p] + 6.0 * ent.sum()
@@ -121,4 +126,4 @@ def stationary_cohort(qtab: np.ndarray, prostab: np.ndarray, conctab: np.ndarray
         if mass > 1e-12:
             mean[p] = f[p] @ z / mass
             sd[p] = np.sqrt(max(f[p] @ (z - mean[p]) ** 2 / mass, 1e-12))
-    return Stationary(kappa, norm, mean, sd, share)
+    return Stationary(kappa, norm, mean, sd, share, z, law)

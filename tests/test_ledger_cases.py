@@ -298,11 +298,18 @@ def test_stop_loss_payout_spanning_bands():
     assert abs(marginal_bands(np.array(0.3), [0.0, 0.1], [0.5, 0.2]) - (0.5 * 0.1 + 0.2 * 0.2)) < 1e-12
 
 
+def _standard_normal_law():
+    """The latent law N(0, 1) of a degenerate cohort (no deaths or exits), on a fine grid."""
+    z = np.linspace(-8.5, 8.5, 545)
+    w = np.exp(-0.5 * z * z)
+    return z, np.tile(w / w.sum(), (3, 1))
+
+
 def test_stop_loss_price_and_settlement():
     cfg = degenerate(**{"population.high_needs.mean_annual_cost": 300_000.0, "policy.stop_loss.enabled": True,
                         "policy.stop_loss.neutrality": 0.9})
     costs = np.array([14_400.0, 110_000.0, 300_000.0])
-    charge = price_stop_loss(cfg, costs, np.zeros(3), np.ones(3))
+    charge = price_stop_loss(cfg, costs, *_standard_normal_law())
     # everyone spends exactly the mean: 300,000 x 1.05 = 315,000 in PY2027, attachments not yet trended
     pay27 = 0.5 * (250_000 - 125_000) + 0.75 * (300_000 * 1.05 - 250_000)   # 111,250
     assert abs(charge[0, 2] - 1.1 * pay27 / 12) < CENT
@@ -328,7 +335,7 @@ def test_stop_loss_price_and_settlement():
     assert 0 < gross / (29_000.0 * 120) < 0.10                 # 107,500 on 3,480,000: first Professional band
     assert abs(s.shared_savings[0, 0] - 0.98 * 0.5 * gross) < CENT
     # disabled: no charge and no relief
-    assert not np.any(price_stop_loss(config(), costs, np.zeros(3), np.ones(3)))
+    assert not np.any(price_stop_loss(config(), costs, *_standard_normal_law()))
 
 
 # --------------------------------------------------------------------------------------------------------
