@@ -11,6 +11,7 @@ import contextlib
 import os
 import sys
 import time
+import tomllib
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -84,6 +85,9 @@ def summary_text(ds) -> str:
     n = ds.sizes["draw"]
     years = ds["year"].values
     fg = float(ds["financial_guarantee"])
+    rate = tomllib.loads(ds.attrs.get("config_toml", "")).get("policy", {}).get("settlement", {}).get(
+        "discount_rate", 0.0)
+    total = "present value" if rate > 0 else "total"
     s = summarize(ds, levels=[0.99]).sel(level=0.99)
     hor = s.sel(period=HORIZON)
     worst_year = value_at_risk(ds["net_settlement"].min("year"), 0.99)
@@ -91,19 +95,21 @@ def summary_text(ds) -> str:
         ("Mean annual settlement", [float(s["mean"].drop_sel(period=HORIZON).sel(track=t).mean()) for t in tracks]),
         (f"1-in-100 PY{years[0]} settlement", [-float(s.VaR.sel(period=str(years[0]), track=t)) for t in tracks]),
         ("1-in-100 worst single year", [-float(worst_year.sel(track=t)) for t in tracks]),
-        (f"Mean {len(years)}-year total", [float(hor["mean"].sel(track=t)) for t in tracks]),
-        (f"1-in-100 {len(years)}-year total", [-float(hor.VaR.sel(track=t)) for t in tracks]),
+        (f"Mean {len(years)}-year {total}", [float(hor["mean"].sel(track=t)) for t in tracks]),
+        (f"1-in-100 {len(years)}-year {total}", [-float(hor.VaR.sel(track=t)) for t in tracks]),
     ]
     probs = [
         (f"P({len(years)}-year loss)", [float(hor.p_loss.sel(track=t)) for t in tracks]),
         ("P(a year's loss > guarantee)", [float(hor.p_beyond_guarantee.sel(track=t)) for t in tracks]),
+        ("P(worst cum. loss > guarantee)",
+         [float(s.p_drawdown_beyond_guarantee.sel(track=t)) for t in tracks]),
     ]
-    bench0 = float(ds["benchmark"].isel(year=0).mean())
+    bench0 = float(ds["benchmark"].isel(year=0).mean("draw").min())
     lines = [
         f"leadsim {ds.attrs.get('leadsim_version', __version__)} | {ds.attrs.get('aco_name', '')} under "
         f"{ds.attrs.get('policy_name', '')} | {n:,} draws, seed {ds.attrs.get('seed')}",
-        f"PY{years[0]} mean benchmark {_money(bench0).strip()}; financial guarantee {_money(fg).strip()}; "
-        "positive = paid to the ACO",
+        f"PY{years[0]} mean benchmark {_money(bench0).strip()} (after discount and withhold; lowest track); "
+        f"financial guarantee {_money(fg).strip()}; positive = paid to the ACO",
         f"{'':34}" + "".join(f"{t:>16}" for t in tracks),
     ]
     lines += [f"{label:34}" + "".join(f"{_money(v):>16}" for v in vals) for label, vals in rows]

@@ -114,6 +114,8 @@ def _horizon_rows(s: xr.Dataset) -> list[list[str]]:
         row("P(ten-year loss)", lambda t: _p(float(h.p_loss.sel(track=t)), float(h.p_loss_se.sel(track=t)))),
         row("P(some year's loss > guarantee)", lambda t: _p(float(h.p_beyond_guarantee.sel(track=t)),
                                                              float(h.p_beyond_guarantee_se.sel(track=t)))),
+        row("P(worst cumulative loss > guarantee)", lambda t: _p(
+            float(s.p_drawdown_beyond_guarantee.sel(track=t)), float(s.p_drawdown_beyond_guarantee_se.sel(track=t)))),
         row("Worst cumulative drawdown: mean", lambda t: _mse(float(s.drawdown_mean.sel(track=t)),
                                                               float(s.drawdown_mean_se.sel(track=t)))),
     ]

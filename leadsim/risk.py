@@ -300,6 +300,8 @@ _ATTRS: dict[str, tuple[str, str]] = {
     "p_loss": ("1", "probability of a loss (settlement < 0)"),
     "p_beyond_guarantee": ("1", "probability that a year's loss exceeds the financial guarantee "
                                 "(horizon: in any year)"),
+    "p_drawdown_beyond_guarantee": ("1", "probability that the worst cumulative drawdown exceeds the "
+                                         "financial guarantee"),
     "drawdown_mean": ("USD", "mean worst cumulative drawdown over the horizon"),
     "drawdown_VaR": ("USD", "worst cumulative drawdown exceeded with probability <= 1-p (VaR of -drawdown)"),
     "drawdown_TVaR": ("USD", "mean worst cumulative drawdown in the worst 1-p share of draws"),
@@ -327,6 +329,7 @@ def summarize(ds: xr.Dataset, var: str = "net_settlement", levels: Sequence[floa
 
         * ``mean``, ``sd`` (track, period);
         * ``VaR``, ``TVaR`` (track, period, level), loss side, positive = loss;
+        * ``p_drawdown_beyond_guarantee`` (track): P(worst cumulative drawdown > financial guarantee)
         * ``p_loss``: P(settlement < 0); ``p_beyond_guarantee``: P(loss > financial guarantee), on the horizon
           P(some year's loss > guarantee) (track, period);
         * ``drawdown_mean`` (track), ``drawdown_VaR``, ``drawdown_TVaR`` (track, level): the worst cumulative
@@ -369,6 +372,7 @@ def summarize(ds: xr.Dataset, var: str = "net_settlement", levels: Sequence[floa
     dd = drawdown(x_year, _discount_factors(ds) if var == "net_settlement" else None)  # (n, T)
     dd_tail = tail_metrics(-dd, levels_arr)    # a drawdown is a loss: the loss side of -dd is dd's upper tail
     dd_mom = _moments(dd)
+    p_dd_fg, p_dd_fg_se = _prob(dd > fg)                      # (T,): methodology §3.7, worst cumulative loss
 
     periods = [str(y) for y in ds["year"].values] + [HORIZON]
     tp = ("track", "period")
@@ -387,6 +391,8 @@ def summarize(ds: xr.Dataset, var: str = "net_settlement", levels: Sequence[floa
         "TVaR": (tpl, tpl_(tail["TVaR"])), "TVaR_se": (tpl, tpl_(tail["TVaR_se"])),
         "p_loss": (tp, tp_(p_loss)), "p_loss_se": (tp, tp_(p_loss_se)),
         "p_beyond_guarantee": (tp, tp_(p_fg)), "p_beyond_guarantee_se": (tp, tp_(p_fg_se)),
+        "p_drawdown_beyond_guarantee": (("track",), p_dd_fg),
+        "p_drawdown_beyond_guarantee_se": (("track",), p_dd_fg_se),
         "drawdown_mean": (("track",), dd_mom["mean"]), "drawdown_mean_se": (("track",), dd_mom["mean_se"]),
         "drawdown_VaR": (("track", "level"), dd_tail["VaR"].T),
         "drawdown_VaR_se": (("track", "level"), dd_tail["VaR_se"].T),
