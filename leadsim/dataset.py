@@ -31,7 +31,8 @@ SCHEMA: dict[str, tuple[tuple[str, ...], str, str]] = {
     "entrants": (D_YP, "count", "newly aligned beneficiaries (half a year of exposure)"),
     "outliers": (D_YP, "count", "beneficiary-years above the outlier threshold (trended)"),
     "expenditure": (D_YP, "USD", "Parts A+B spending of aligned beneficiaries"),
-    "stop_loss_payout": (D_YP, "USD", "outlier relief: stop-loss payout, or spending removed by truncation"),
+    "stop_loss_payout": (D_YP, "USD", "outlier relief: stop-loss payout (after the budget-neutrality factor), "
+                                      "or spending removed by truncation"),
     "risk_score": (D_YP, "1", "member-month-weighted mean risk score (prospective; High Needs concurrent)"),
     "national_growth": (D_YP, "1", "annual national per-capita growth rate"),
     "regional_growth": (D_YP, "1", "annual regional per-capita growth rate"),

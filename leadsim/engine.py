@@ -208,13 +208,18 @@ def run_chunk(cfg: Config, model: CohortModel, draws: np.ndarray, charge_pbpm: n
     out = run_cohort(model, draws, mean, scale)
     f = {name: out[..., i] for i, name in enumerate(cohort.OUT_FIELDS)}
     mm = f["member_months"]
+    # rebasing sees spending on the truncated basis (MSSP); stop-loss payouts are insurance, not a rebase
+    truncated = f["expenditure"] - (f["stop_loss_payout"] if model.sl_mode == 2 else 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         risk = np.where(mm > 0, f["risk_weighted_months"] / mm, 1.0)
-        spend_pbpm = np.where(mm > 0, (f["expenditure"] - f["stop_loss_payout"]) / mm, np.nan)
+        spend_pbpm = np.where(mm > 0, truncated / mm, np.nan)
     if charge_pbpm is None:
         charge_pbpm = stop_loss_price(cfg, model)
+    # the dataset stores the payout the ACO receives (after the ex-post budget-neutrality factor), so that
+    # gross_savings = benchmark - (expenditure - stop_loss_payout + stop_loss_charge) holds in every run
+    neutrality = cfg.policy.stop_loss.neutrality if cfg.policy.stop_loss.enabled else 1.0
     arrays: dict[str, np.ndarray] = {
-        "member_months": mm, "expenditure": f["expenditure"], "stop_loss_payout": f["stop_loss_payout"],
+        "member_months": mm, "expenditure": f["expenditure"], "stop_loss_payout": f["stop_loss_payout"] * neutrality,
         "risk_score": risk, "deaths": f["deaths"].astype(np.int64), "entrants": f["entrants"].astype(np.int64),
         "outliers": f["outliers"].astype(np.int64),
         "national_growth": macro.national_growth, "regional_growth": macro.regional_growth,

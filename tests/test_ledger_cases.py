@@ -493,7 +493,8 @@ def test_end_to_end_higher_spending_stop_loss(monkeypatch):
     _check_stationary_identity(model, [14_400.0, 110_000.0, 300_000.0])
     d0 = ds.isel(draw=0)
     # PY2027 on paper: each High Needs member spends 315,000; stop-loss 0.5 x 125,000 + 0.75 x 65,000 = 111,250
-    assert abs(d0.stop_loss_payout.values[0, 2] - 10 * (0.5 * 125_000 + 0.75 * (315_000 - 250_000))) < CENT
+    # the stored payout is what the ACO receives: after the 0.95 budget-neutrality factor
+    assert abs(d0.stop_loss_payout.values[0, 2] - 0.95 * 10 * (0.5 * 125_000 + 0.75 * (315_000 - 250_000))) < CENT
     charge = 1.1 * 111_250 / 12                               # PBPM, priced before the year
     spend = 90 * 14_400 * 1.05 + 10 * 315_000
     net_spend = spend - 0.95 * 10 * 111_250 + 120 * charge
