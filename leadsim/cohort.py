@@ -86,7 +86,27 @@ def dies(k, counter, r, t, c, bz, bs, dc):
 
 
 @nb.njit(cache=True)
-def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prostab, conctab, entrant_score,
+def inverse_cdf(nodes, cdf, p, u):
+    """Inverse of the piecewise-linear cdf ``cdf[p]`` at ``nodes`` (increasing from 0 to 1) at ``u`` in (0, 1]."""
+    n = nodes.shape[0]
+    if u <= cdf[p, 0]:
+        return nodes[0]
+    if u >= cdf[p, n - 1]:
+        return nodes[n - 1]
+    lo = 0
+    hi = n - 1
+    while hi - lo > 1:  # invariant: cdf[lo] < u <= cdf[hi]
+        mid = (lo + hi) >> 1
+        if cdf[p, mid] < u:
+            lo = mid
+        else:
+            hi = mid
+    c0 = cdf[p, lo]
+    return nodes[lo] + (u - c0) / (cdf[p, hi] - c0) * (nodes[hi] - nodes[lo])
+
+
+@nb.njit(cache=True)
+def simulate_draw(seed, draw, target, init_pop, init_nodes, init_cdf, qtab, prostab, conctab, entrant_score,
                   z0, rho, death_c, beta,
                   death_mult, exit_rate, sig_r, concurrent, hn_rate, esrd_rate, mix_cum, mean, sl_scale,
                   attach, sl_share, sl_mode, trunc_cap, outlier_thr, out, record, rec_pop, rec_mm,
@@ -133,7 +153,7 @@ def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prosta
         else:
             state[i] = 1
             pop[i] = p
-            z[i] = init_mean[p] + init_sd[p] * normals(word(keys[i], _S_LATENT))[0]  # base-year latent
+            z[i] = inverse_cdf(init_nodes, init_cdf, p, uniforms(word(keys[i], _S_LATENT))[0])  # base-year
         active += 1
 
     for t in range(n_years):
@@ -244,7 +264,7 @@ def simulate_draw(seed, draw, target, init_pop, init_mean, init_sd, qtab, prosta
 
 
 @nb.njit(cache=True, parallel=True)
-def cohort_chunk(seed, draws, target, init_pop, init_mean, init_sd, qtab, prostab, conctab, entrant_score,
+def cohort_chunk(seed, draws, target, init_pop, init_nodes, init_cdf, qtab, prostab, conctab, entrant_score,
                  z0, rho, death_c, beta, death_mult, exit_rate, sig_r, concurrent, hn_rate, esrd_rate, mix_cum,
                  mean, sl_scale, attach, sl_share, sl_mode, trunc_cap, outlier_thr, out):
     """Simulate the draws of one chunk in parallel; ``out[d, year, population, field]`` (zeroed by caller).
@@ -256,7 +276,7 @@ def cohort_chunk(seed, draws, target, init_pop, init_mean, init_sd, qtab, prosta
     empty_f8 = np.zeros((0, 0))
     empty_b = np.zeros((0, 0), dtype=np.bool_)
     for d in nb.prange(draws.shape[0]):
-        simulate_draw(seed, draws[d], target, init_pop, init_mean, init_sd, qtab, prostab, conctab,
+        simulate_draw(seed, draws[d], target, init_pop, init_nodes, init_cdf, qtab, prostab, conctab,
                       entrant_score, z0, rho, death_c, beta, death_mult, exit_rate, sig_r, concurrent, hn_rate,
                       esrd_rate, mix_cum, mean[d],
                       sl_scale[d], attach, sl_share, sl_mode, trunc_cap, outlier_thr, out[d], False,

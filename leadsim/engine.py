@@ -47,8 +47,10 @@ class CohortModel:
     sig_r: np.ndarray           # sqrt(R^2) of the concurrent risk model
     concurrent: np.ndarray      # (3,) bool: High Needs uses concurrent scores
     entrant_score: np.ndarray   # (3,) prospective score of an entrant (1 / stationary score mean)
-    init_mean: np.ndarray       # (3,) stationary latent mean of the initial cohort
-    init_sd: np.ndarray         # (3,) stationary latent sd of the initial cohort
+    init_mean: np.ndarray       # (3,) stationary latent mean of the initial cohort (summary)
+    init_sd: np.ndarray         # (3,) stationary latent sd of the initial cohort (summary)
+    init_nodes: np.ndarray      # (G + 1,) bin edges of the initial cohort's latent law
+    init_cdf: np.ndarray        # (3, G + 1) its cdf: the base-year latent is drawn by inversion
     entrant_share: np.ndarray   # (3,) stationary entrants' share of a year's beneficiaries
     latent_grid: np.ndarray     # (G,) grid of the stationary in-year latent law (pricing only)
     latent_law: np.ndarray      # (3, G) stationary in-year latent law of continuing members (pricing only)
@@ -140,6 +142,8 @@ def cohort_model(cfg: Config) -> CohortModel:
         entrant_score=1.0 / st.score_norm,
         init_mean=st.init_mean,
         init_sd=st.init_sd,
+        init_nodes=st.init_nodes,
+        init_cdf=st.init_cdf,
         entrant_share=st.entrant_share,
         latent_grid=st.latent_grid,
         latent_law=st.latent_law,
@@ -177,7 +181,7 @@ def realised_means(model: CohortModel, macro: MacroPaths) -> tuple[np.ndarray, n
 def kernel_args(model: CohortModel) -> tuple[Any, ...]:
     """Positional arguments of :func:`leadsim.cohort.simulate_draw` after ``(seed, draw)``, up to ``mean``."""
     m = model
-    return (m.target, m.init_pop, m.init_mean, m.init_sd, m.qtab, m.prostab, m.conctab, m.entrant_score,
+    return (m.target, m.init_pop, m.init_nodes, m.init_cdf, m.qtab, m.prostab, m.conctab, m.entrant_score,
             m.z0, m.rho, m.death_c, m.beta, m.death_mult, m.exit_rate, m.sig_r, m.concurrent, m.hn_rate,
             m.esrd_rate, m.mix_cum)
 

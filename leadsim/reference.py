@@ -81,6 +81,21 @@ def _relief(model: CohortModel, x: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return relief
 
 
+def inverse_cdf_np(nodes: np.ndarray, cdf: np.ndarray, p: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Twin of :func:`leadsim.cohort.inverse_cdf`, vectorised over ``(p, u)`` (same operations, same bits)."""
+    out = np.empty(u.shape)
+    for q in np.unique(p):
+        sel = p == q
+        c = cdf[q]
+        uu = u[sel]
+        hi = np.clip(np.searchsorted(c, uu, side="left"), 1, c.size - 1)  # cdf[hi - 1] < u <= cdf[hi]
+        lo = hi - 1
+        val = nodes[lo] + (uu - c[lo]) / (c[hi] - c[lo]) * (nodes[hi] - nodes[lo])
+        val = np.where(uu <= c[0], nodes[0], np.where(uu >= c[-1], nodes[-1], val))
+        out[sel] = val
+    return out
+
+
 def cohort_reference(model: CohortModel, draw: int, mean: np.ndarray, scale: np.ndarray, *,
                      return_panel: bool = False) -> np.ndarray | tuple[np.ndarray, ReferencePanel]:
     """Simulate one draw of the aligned cohort with numpy (twin of :func:`leadsim.cohort.simulate_draw`).
@@ -144,7 +159,7 @@ def cohort_reference(model: CohortModel, draw: int, mean: np.ndarray, scale: np.
     state[:n_init] = np.where(first_year_entrant, _ENTRANT, _CONTINUING)
     pop[:n_init] = np.where(first_year_entrant, ip - 3, ip)
     ic = np.where(first_year_entrant, 0, ip)
-    z0_init = m.init_mean[ic] + m.init_sd[ic] * normals_np(word_np(keys[:n_init], Stream.LATENT))[0]
+    z0_init = inverse_cdf_np(m.init_nodes, m.init_cdf, ic, uniforms_np(word_np(keys[:n_init], Stream.LATENT))[0])
     z[:n_init] = np.where(first_year_entrant, 0.0, z0_init)
     preset = np.zeros(n_slots, dtype=bool)
     preset[:n_init] = first_year_entrant

@@ -9,8 +9,9 @@ percent. leadsim calibrates to the equilibrium instead:
   stationary cohort, so the kernel draws ``(m / kappa_p) Q_p(z)`` with ``kappa_p`` from this module;
 - risk scores are divided by the stationary member-month-weighted mean score, so the base-year cohort's
   mean risk score is 1 (``RS_0 = 1`` in methodology §2.5);
-- the initial cohort's base-year latent is drawn from a normal with the stationary mean and sd of its
-  population, so PY2027 starts in equilibrium.
+- the initial cohort's base-year latent is drawn from the stationary start-of-year law of its population
+  (inverse cdf on the grid, each grid point's mass spread uniformly over its bin), so PY2027 starts in
+  equilibrium.
 
 The equilibrium is computed deterministically by iterating the cohort's year-to-year law on a latent
 grid (transitions, AR(1) move, deaths, entrants, exits) until it settles, for a stable aligned count.
@@ -40,6 +41,8 @@ class Stationary:
     entrant_share: np.ndarray  # entrants' share of the beneficiaries aligned during a year
     latent_grid: np.ndarray    # (G,) latent grid of the law below
     latent_law: np.ndarray     # (3, G) probabilities of a continuing member's latent during a year
+    init_nodes: np.ndarray     # (G + 1,) bin edges of the start-of-year law below
+    init_cdf: np.ndarray       # (3, G + 1) its cdf at the edges (0 ... 1): the initial cohort's latent law
 
 
 def _transition(rho: float, z: np.ndarray) -> np.ndarray:
@@ -118,7 +121,12 @@ def stationary_cohort(qtab: np.ndarray, prostab: np.ndarray, conctab: np.ndarray
     norm = np.ones(3)
     mean = np.zeros(3)
     sd = np.ones(3)
+    nodes = np.concatenate([[z[0] - 0.5 * _H], z + 0.5 * _H])
+    cdf = np.zeros((3, z.size + 1))
     for p in range(3):
+        start = f[p] if f[p].sum() > 1e-12 else phi
+        cdf[p, 1:] = np.cumsum(start) / start.sum()
+        cdf[p, -1] = 1.0
         if months[p] > 1e-9:
             kappa[p] = spend[p] / (months[p] / 12.0)
             norm[p] = scores[p] / months[p]
@@ -126,4 +134,4 @@ def stationary_cohort(qtab: np.ndarray, prostab: np.ndarray, conctab: np.ndarray
         if mass > 1e-12:
             mean[p] = f[p] @ z / mass
             sd[p] = np.sqrt(max(f[p] @ (z - mean[p]) ** 2 / mass, 1e-12))
-    return Stationary(kappa, norm, mean, sd, share, z, law)
+    return Stationary(kappa, norm, mean, sd, share, z, law, nodes, cdf)
