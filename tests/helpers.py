@@ -25,3 +25,15 @@ def assert_same_run(a: xr.Dataset, b: xr.Dataset) -> None:
     a.attrs.pop("created")
     b.attrs.pop("created")
     xr.testing.assert_identical(a, b)
+
+
+def interrupt_after(n: int):
+    """An ``on_chunk`` callback that raises KeyboardInterrupt once ``n`` chunks have finished."""
+    done: list[int] = []
+
+    def on_chunk(lo, hi, res):
+        done.append(lo)
+        if len(done) == n:
+            raise KeyboardInterrupt
+
+    return on_chunk

@@ -11,7 +11,7 @@ import pytest
 import leadsim
 from leadsim.cli import main
 from tests.helpers import assert_same_run as _same
-from tests.helpers import small_config
+from tests.helpers import interrupt_after, small_config
 
 pytest.importorskip("distributed")
 
@@ -41,15 +41,8 @@ def test_two_worker_cluster_equals_serial_run(client, tmp_path):
     assert sorted(seen.values()) == [1, 1]
     # a Zarr run on the cluster, interrupted after two chunks and resumed there, equals the serial run
     path = tmp_path / "run.zarr"
-    done = []
-
-    def stop(lo, hi, res):
-        done.append(lo)
-        if len(done) == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        run_zarr(cfg, path, client=client, on_chunk=stop, progress=False)
+        run_zarr(cfg, path, client=client, on_chunk=interrupt_after(2), progress=False)
     assert read_manifest(path).n_done == 2
     run_zarr(cfg, path, client=client, resume=True, progress=False)
     _same(leadsim.open(path), serial)

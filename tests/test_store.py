@@ -19,7 +19,7 @@ import leadsim
 from leadsim.cli import main
 from leadsim.store import MANIFEST_NAME, ResumeMismatchError, StoreError, read_manifest, run_zarr
 from tests.helpers import assert_same_run as _same
-from tests.helpers import small_config
+from tests.helpers import interrupt_after, small_config
 
 pytest.importorskip("zarr")
 pytest.importorskip("dask")
@@ -55,15 +55,8 @@ def test_zarr_run_equals_serial_and_is_draw_chunked(cfg, serial, tmp_path):
 
 def test_interrupted_run_resumes_only_missing_chunks(cfg, serial, tmp_path):
     path = tmp_path / "run.zarr"
-    seen = []
-
-    def stop_after_two(lo, hi, res):
-        seen.append(lo)
-        if len(seen) == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        run_zarr(cfg, path, progress=False, on_chunk=stop_after_two)
+        run_zarr(cfg, path, progress=False, on_chunk=interrupt_after(2))
     m = read_manifest(path)
     assert m.chunks_done == [[0, 2]] and not m.complete and m.n_done == 2
     with pytest.raises(StoreError, match=r"incomplete run \(2 of 4 chunks written\)"):
