@@ -11,9 +11,9 @@ Usage
 What it measures (default ACO profile, ``configs/default.toml``: 10,000 beneficiaries, 10 years, deaths, exits,
 entrants, population transitions, Pareto tail; the "all features" row also turns the stop-loss on):
 
-- **floor**: :func:`leadsim.cohort.floor_chunk`, one keyed lognormal per beneficiary-year, summed, parallel
+- **floor**: :func:`leadsim.model._kernel.floor_chunk`, one keyed lognormal per beneficiary-year, summed, parallel
   over draws on every core, same keyed SplitMix64 generator and Box-Muller transform as the engine;
-- **numpy reference**: :func:`leadsim.reference.reference_chunk`, the vectorised numpy twin of the kernel
+- **numpy reference**: :func:`leadsim.testing.reference.reference_chunk`, the vectorised numpy twin of the kernel
   (same table-lookup marginal, same banded stop-loss), one draw at a time, single-threaded as numpy is;
 - **leadsim kernel**: :func:`leadsim.engine.run_cohort` (``cohort_chunk``, parallel over draws), default
   config and with ``policy.stop_loss.enabled = true``;
@@ -71,7 +71,7 @@ def _inputs(overrides: dict, n_draws: int):
     import numpy as np
 
     from leadsim import engine
-    from leadsim.drivers import macro_paths
+    from leadsim.model.drivers import macro_paths
 
     cfg = _config(overrides)
     model = engine.cohort_model(cfg)
@@ -84,8 +84,9 @@ def _bench_fns(n_draws: int, n_numpy: int) -> dict:
     """Callables for each row, and the beneficiary-years each call simulates."""
     import numpy as np
 
-    from leadsim import cohort, engine
-    from leadsim.reference import reference_chunk
+    from leadsim import engine
+    from leadsim.model import _kernel
+    from leadsim.testing.reference import reference_chunk
 
     cfg, model, draws, mean, scale = _inputs({}, n_draws)
     _, model_sl, _, mean_sl, scale_sl = _inputs({"policy.stop_loss.enabled": True}, n_draws)
@@ -96,7 +97,7 @@ def _bench_fns(n_draws: int, n_numpy: int) -> dict:
     cfg_e2e = _config({"simulation.draws": n_draws, "policy.stop_loss.enabled": True})
 
     def floor():
-        cohort.floor_chunk(model.seed, draws, model.n_slots, n_years, sigma, out)
+        _kernel.floor_chunk(model.seed, draws, model.n_slots, n_years, sigma, out)
 
     def kernel():
         engine.run_cohort(model, draws, mean, scale)

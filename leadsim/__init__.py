@@ -1,6 +1,6 @@
 """leadsim: Monte Carlo simulator of an ACO's ten-year financial risk under CMS's LEAD model.
 
-Public API (design.md)::
+Public API::
 
     import leadsim
     cfg = leadsim.load_config("configs/default.toml", overrides={"simulation.draws": 5000})
@@ -14,10 +14,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from leadsim.config import Config, ConfigError, LeadsimWarning, load_config
-from leadsim.dataset import open_result as open
-from leadsim.dataset import save
-from leadsim.risk import summarize
+from leadsim.analysis.risk import summarize
+from leadsim.config import Config, load_config
+from leadsim.errors import ConfigError, LeadsimWarning
+from leadsim.io.schema import open_result as open
+from leadsim.io.schema import save
 from leadsim.simulate import simulate, trajectories
 
 __all__ = [

@@ -77,9 +77,9 @@ def _money(x: float) -> str:
 def summary_text(ds) -> str:
     """A one-screen text summary of a run: per track, mean and 1-in-100 worst annual and ten-year results.
 
-    Quantiles use the ``inverted_cdf`` method (the lower quantile) on the loss side (:mod:`leadsim.risk`).
+    Quantiles use the ``inverted_cdf`` method (the lower quantile) on the loss side (:mod:`leadsim.analysis.risk`).
     """
-    from leadsim.risk import HORIZON, summarize, value_at_risk
+    from leadsim.analysis.risk import HORIZON, summarize, value_at_risk
 
     tracks = [str(t) for t in ds["track"].values]
     n = ds.sizes["draw"]
@@ -152,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(summary_text(ds))
     print(f"Wrote {out} in {elapsed:.1f} s")
     if args.report:
-        from leadsim.report import report_html, write_html
+        from leadsim.analysis.report import report_html, write_html
 
         write_html(report_html(ds, source=out.name), Path(args.report))
         print(f"Wrote {args.report}")
@@ -182,7 +182,7 @@ def _sigterm_interrupts() -> Iterator[None]:
 def _scaled_errors() -> Iterator[None]:
     """Report store and dask problems as usage errors (one line, exit 2)."""
     from leadsim.distributed import DaskUnavailableError
-    from leadsim.store import StoreError
+    from leadsim.io.zarrstore import StoreError
 
     try:
         yield
@@ -204,7 +204,7 @@ def _dask_client(args: argparse.Namespace, cfg: Config) -> contextlib.AbstractCo
 def _run_zarr(args: argparse.Namespace, cfg: Config, out: Path, client: object | None,
               progress: bool | None) -> xr.Dataset:
     """Run into a resumable Zarr store; on failure say how much is kept and how to finish it."""
-    from leadsim.store import open_store, read_manifest, run_zarr
+    from leadsim.io.zarrstore import open_store, read_manifest, run_zarr
 
     def kept() -> str:
         m = read_manifest(out) if out.is_dir() else None
@@ -254,7 +254,7 @@ def _existing_result(path: str) -> Path:
 
 def cmd_report(args: argparse.Namespace) -> int:
     import leadsim
-    from leadsim.report import report_html, write_html
+    from leadsim.analysis.report import report_html, write_html
 
     src = _existing_result(args.result)
     out = Path(args.output) if args.output else src.with_suffix(".html")
@@ -266,7 +266,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     import leadsim
-    from leadsim.report import compare_html, compare_text, write_html
+    from leadsim.analysis.report import compare_html, compare_text, write_html
 
     paths = [_existing_result(r) for r in args.results]
     out = Path(args.output) if args.output else None

@@ -1,6 +1,6 @@
 """Scale-out on dask.distributed: chunks of draws run as futures on a cluster, results identical to a serial run.
 
-Every draw's random numbers are keyed by ``(seed, draw, slot, year, stream)`` (see :mod:`leadsim.rng`), so the
+Every draw's random numbers are keyed by ``(seed, draw, slot, year, stream)`` (see :mod:`leadsim.model.rng`), so the
 worker, thread or chunk that computes a draw never changes its numbers. This module only moves work around:
 
 * the draw-independent :class:`~leadsim.engine.CohortModel` (and the stop-loss price) is built **once** in
@@ -11,7 +11,7 @@ worker, thread or chunk that computes a draw never changes its numbers. This mod
   worker thread), set with :func:`numba.set_num_threads` in the task itself because that setting is
   per-thread;
 * results are placed by their draw indices, so the gathered arrays are in draw order whatever order the
-  chunks finish in; ``on_chunk`` sees each chunk as it completes (used by :mod:`leadsim.store` to write Zarr
+  chunks finish in; ``on_chunk`` sees each chunk as it completes (used by :mod:`leadsim.io.zarrstore` to write Zarr
   regions).
 
 dask is an optional dependency (``pip install 'leadsim[dask]'``); it is imported only when a cluster is used.
@@ -209,7 +209,7 @@ def simulate_distributed(cfg: Config, client: Client, *, threads: int | None = N
     -------
     xarray.Dataset
     """
-    from leadsim.dataset import build_dataset
+    from leadsim.io.schema import build_dataset
 
     arrays = run_draws_distributed(cfg, client, threads=threads, progress=progress)
     return build_dataset(cfg, arrays)

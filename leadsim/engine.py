@@ -16,14 +16,14 @@ import numba
 import numpy as np
 from scipy import special
 
-from leadsim import cohort
-from leadsim.benchmark import benchmark_pbpm
 from leadsim.config import POPULATIONS, Config, per_year
-from leadsim.drivers import MacroPaths, macro_paths, prospective_growth
-from leadsim.marginals import SplicedMarginal, conditional_mean_table
-from leadsim.settlement import price_stop_loss, settle
-from leadsim.stationary import Stationary, stationary_cohort
-from leadsim.tablecache import memoize
+from leadsim.ledger.benchmark import benchmark_pbpm
+from leadsim.ledger.settlement import price_stop_loss, settle
+from leadsim.model import _kernel
+from leadsim.model.cache import memoize
+from leadsim.model.drivers import MacroPaths, macro_paths, prospective_growth
+from leadsim.model.marginals import SplicedMarginal, conditional_mean_table
+from leadsim.model.stationary import Stationary, stationary_cohort
 
 __all__ = ["ChunkResult", "CohortModel", "cohort_model", "run_chunk", "run_draws"]
 
@@ -75,7 +75,7 @@ def initial_populations(cfg: Config, entrant_share: np.ndarray | None = None) ->
 
     Codes 0-2 (A&D, ESRD, High Needs) are beneficiaries continuing from the base year; codes 3-5 are the
     same populations aligned during the first performance year. A share ``entrant_share[p]`` of each
-    population (the stationary cohort's, :mod:`leadsim.stationary`) enters during the first year, as in
+    population (the stationary cohort's, :mod:`leadsim.model.stationary`) enters during the first year, as in
     every later year, so PY2027 is a stationary year like the others and not a year without churn.
     """
     n = cfg.aco.beneficiaries
@@ -90,7 +90,7 @@ def initial_populations(cfg: Config, entrant_share: np.ndarray | None = None) ->
     return np.concatenate(parts)
 
 
-@memoize(("leadsim.marginals", "leadsim.stationary"), (np.ndarray, np.ndarray, np.ndarray, Stationary))
+@memoize(("leadsim.model.marginals", "leadsim.model.stationary"), (np.ndarray, np.ndarray, np.ndarray, Stationary))
 def _tables(marginals, concurrent, rho, mort, beta, death_mult, exit_rate, sig_r, mix, hn_rate, esrd_rate):
     """The lookup tables (Q, raw prospective and concurrent scores) and the stationary cohort (cached)."""
     qtab = np.stack([SplicedMarginal(*m).table() for m in marginals])
@@ -179,7 +179,7 @@ def realised_means(model: CohortModel, macro: MacroPaths) -> tuple[np.ndarray, n
 
 
 def kernel_args(model: CohortModel) -> tuple[Any, ...]:
-    """Positional arguments of :func:`leadsim.cohort.simulate_draw` after ``(seed, draw)``, up to ``mean``."""
+    """Positional arguments of :func:`leadsim.model._kernel.simulate_draw` after ``(seed, draw)``, up to ``mean``."""
     m = model
     return (m.target, m.init_pop, m.init_nodes, m.init_cdf, m.qtab, m.prostab, m.conctab, m.entrant_score,
             m.z0, m.rho, m.death_c, m.beta, m.death_mult, m.exit_rate, m.sig_r, m.concurrent, m.hn_rate,
@@ -188,8 +188,8 @@ def kernel_args(model: CohortModel) -> tuple[Any, ...]:
 
 def run_cohort(model: CohortModel, draws: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Run the numba kernel on a set of draws; returns ``out[d, year, population, field]``."""
-    out = np.zeros((draws.shape[0], mean.shape[1], 3, len(cohort.OUT_FIELDS)))
-    cohort.cohort_chunk(model.seed, np.ascontiguousarray(draws, dtype=np.int64), *kernel_args(model), mean,
+    out = np.zeros((draws.shape[0], mean.shape[1], 3, len(_kernel.OUT_FIELDS)))
+    _kernel.cohort_chunk(model.seed, np.ascontiguousarray(draws, dtype=np.int64), *kernel_args(model), mean,
                         scale, model.attach, model.sl_share, model.sl_mode, model.trunc_cap,
                         model.outlier_thr, out)
     return out
@@ -210,7 +210,7 @@ def run_chunk(cfg: Config, model: CohortModel, draws: np.ndarray, charge_pbpm: n
     macro = macro_paths(cfg, draws)
     mean, scale = realised_means(model, macro)
     out = run_cohort(model, draws, mean, scale)
-    f = {name: out[..., i] for i, name in enumerate(cohort.OUT_FIELDS)}
+    f = {name: out[..., i] for i, name in enumerate(_kernel.OUT_FIELDS)}
     mm = f["member_months"]
     # rebasing sees spending on the truncated basis (MSSP); stop-loss payouts are insurance, not a rebase
     truncated = f["expenditure"] - (f["stop_loss_payout"] if model.sl_mode == 2 else 0.0)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from leadsim import cohort
 from leadsim.config import POPULATIONS, Config, load_config
-from leadsim.dataset import build_dataset
-from leadsim.drivers import macro_paths
 from leadsim.engine import cohort_model, kernel_args, realised_means, run_draws
+from leadsim.io.schema import build_dataset
+from leadsim.model import _kernel
+from leadsim.model.drivers import macro_paths
 
 __all__ = ["simulate", "trajectories"]
 
@@ -62,12 +62,12 @@ def trajectories(cfg: Config | str | None = None, draw: int = 0) -> xr.Dataset:
     mean, scale = realised_means(model, macro_paths(cfg, draws))
     n_years = cfg.simulation.years
     n_slots = model.n_slots
-    out = np.zeros((n_years, 3, len(cohort.OUT_FIELDS)))
+    out = np.zeros((n_years, 3, len(_kernel.OUT_FIELDS)))
     rec_pop = np.full((n_slots, n_years), -1, dtype=np.int8)
     rec_mm = np.zeros((n_slots, n_years))
     rec_spend = np.zeros((n_slots, n_years))
     rec_died = np.zeros((n_slots, n_years), dtype=np.bool_)
-    cohort.simulate_draw(model.seed, np.int64(draw), *kernel_args(model), mean[0], scale[0], model.attach,
+    _kernel.simulate_draw(model.seed, np.int64(draw), *kernel_args(model), mean[0], scale[0], model.attach,
                          model.sl_share, model.sl_mode, model.trunc_cap, model.outlier_thr, out, True,
                          rec_pop, rec_mm, rec_spend, rec_died)
     names = np.array([*POPULATIONS, ""], dtype=object)

@@ -1,7 +1,7 @@
 """An independent scipy implementation of the spliced cost marginal (calibration.md §1), for tests.
 
 Built from ``scipy.stats.lognorm`` (body) and ``scipy.stats.pareto`` (tail) without any code of
-:mod:`leadsim.marginals`; the normalising scale is found by numerical integration (``scipy.integrate.quad``),
+:mod:`leadsim.model.marginals`; the normalising scale is found by numerical integration (``scipy.integrate.quad``),
 not by the closed form the package uses.
 """
 

@@ -16,7 +16,7 @@ from tests.helpers import interrupt_after, small_config
 pytest.importorskip("distributed")
 
 from leadsim.distributed import DaskUnavailableError, cluster, require_dask, simulate_distributed
-from leadsim.store import read_manifest, run_zarr
+from leadsim.io.zarrstore import read_manifest, run_zarr
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"aco.beneficiaries": 300, "simulation.draws": 16, "simulation.chunk_draws": 4}

@@ -15,15 +15,15 @@ import pytest
 
 import leadsim
 from leadsim import engine
-from leadsim.benchmark import (
+from leadsim.config import LeadsimWarning
+from leadsim.ledger.benchmark import (
     benchmark_pbpm,
     historical_adjustment,
     marginal_bands,
     reach_rta_update,
     risk_adjustment,
 )
-from leadsim.config import LeadsimWarning
-from leadsim.settlement import corridor_share, financial_guarantee, price_stop_loss, settle, stop_loss_payout
+from leadsim.ledger.settlement import corridor_share, financial_guarantee, price_stop_loss, settle, stop_loss_payout
 
 CENT = 0.005
 H_AD, H_ESRD, H_HN = 14_400.0 / 12, 110_000.0 / 12, 55_000.0 / 12  # base-year PBPM = mean_annual_cost / 12

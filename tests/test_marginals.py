@@ -1,6 +1,6 @@
 """The spliced cost marginal against an independent scipy implementation, then the engine's one-year spending.
 
-Part 1 checks :class:`leadsim.marginals.SplicedMarginal` and the kernel's lookup table against
+Part 1 checks :class:`leadsim.model.marginals.SplicedMarginal` and the kernel's lookup table against
 :class:`tests.spliced_exact.ExactSpliced` (scipy lognorm + Pareto, normalised by quadrature), to the
 accuracy calibration.md §1 requires: quantiles up to the 99.9th within 0.5%, mean within 0.1%.
 
@@ -26,7 +26,7 @@ from scipy import special
 
 import leadsim
 from leadsim.config import POPULATIONS
-from leadsim.marginals import GRID_H, GRID_ZMAX, SplicedMarginal, interp_table, latent_grid
+from leadsim.model.marginals import GRID_H, GRID_ZMAX, SplicedMarginal, interp_table, latent_grid
 from tests.spliced_exact import ExactSpliced, exact_for
 
 K_SE = 4.0

@@ -81,7 +81,7 @@ def test_read_only_folder_is_refused_before_running(tmp_path, capsys):
 
 def test_permission_denied_at_write_time(tmp_path, monkeypatch, capsys):
     """The folder looked writable but the write is refused (e.g. ACLs, root-squashed NFS): one line, no file."""
-    import leadsim.dataset as dataset
+    import leadsim.io.schema as dataset
 
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(tmp_path / ".run.nc.x.tmp"))
@@ -113,7 +113,7 @@ def test_zarr_store_creation_failure_leaves_no_store(tmp_path, monkeypatch, caps
 
 
 def test_zarr_interrupt_reports_what_is_kept(tmp_path, monkeypatch, capsys):
-    import leadsim.store as store
+    import leadsim.io.zarrstore as store
 
     real = store.ZarrRun.write_chunk
     n = {"chunks": 0}
@@ -138,7 +138,7 @@ def test_zarr_interrupt_reports_what_is_kept(tmp_path, monkeypatch, capsys):
 
 
 def test_export_of_incomplete_run_is_refused(tmp_path, capsys):
-    import leadsim.store as store
+    import leadsim.io.zarrstore as store
     from tests.helpers import small_config
 
     cfg = small_config(**{"aco.beneficiaries": 300, "simulation.draws": 8, "simulation.chunk_draws": 4})

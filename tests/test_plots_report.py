@@ -14,7 +14,7 @@ import pytest
 from matplotlib.figure import Figure
 
 import leadsim
-from leadsim import plots, report
+from leadsim.analysis import plots, report
 from leadsim.cli import main
 from tests.helpers import small_config
 

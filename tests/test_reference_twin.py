@@ -1,4 +1,4 @@
-"""The numba kernel against its numpy reference twin (:mod:`leadsim.reference`), and the RNG twins.
+"""The numba kernel against its numpy reference twin (:mod:`leadsim.testing.reference`), and the RNG twins.
 
 Both sides draw the same keyed random numbers and apply the same rules, so counts (member-months, deaths,
 entrants, outliers) must agree exactly and money fields to rounding: the kernel sums slot by slot, numpy
@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 import leadsim
-from leadsim import cohort
-from leadsim.drivers import macro_paths
 from leadsim.engine import CohortModel, cohort_model, kernel_args, realised_means, run_cohort
-from leadsim.reference import cohort_reference, floor_reference, reference_chunk
-from leadsim.rng import key, key_np, normals, normals_np, uniforms, uniforms_np, word, word_np
+from leadsim.model import _kernel
+from leadsim.model._kernel import key, normals, uniforms, word
+from leadsim.model.drivers import macro_paths
+from leadsim.model.rng import key_np, normals_np, uniforms_np, word_np
+from leadsim.testing.reference import cohort_reference, floor_reference, reference_chunk
 
 RTOL = 1e-12
 COUNT_FIELDS = ("member_months", "deaths", "entrants", "outliers")
@@ -54,14 +55,14 @@ def test_kernel_matches_reference(case):
     model, mean, scale = _setup(case)
     kern = run_cohort(model, DRAWS, mean, scale)
     ref = reference_chunk(model, DRAWS, mean, scale)
-    assert kern.shape == ref.shape == (DRAWS.size, 10, 3, len(cohort.OUT_FIELDS))
+    assert kern.shape == ref.shape == (DRAWS.size, 10, 3, len(_kernel.OUT_FIELDS))
     for name in COUNT_FIELDS:
-        i = cohort.OUT_FIELDS.index(name)
+        i = _kernel.OUT_FIELDS.index(name)
         np.testing.assert_array_equal(kern[..., i], ref[..., i], err_msg=name)
     for name in MONEY_FIELDS:
-        i = cohort.OUT_FIELDS.index(name)
+        i = _kernel.OUT_FIELDS.index(name)
         np.testing.assert_allclose(kern[..., i], ref[..., i], rtol=RTOL, atol=0, err_msg=name)
-    f = {name: kern[..., cohort.OUT_FIELDS.index(name)] for name in cohort.OUT_FIELDS}
+    f = {name: kern[..., _kernel.OUT_FIELDS.index(name)] for name in _kernel.OUT_FIELDS}
     # the case exercises what it is meant to
     assert f["deaths"].sum() > 0 and f["entrants"].sum() > 0 and f["expenditure"].min() >= 0
     if case in ("stop_loss", "truncation"):
@@ -86,12 +87,12 @@ def test_panel_matches_reference(case):
     model, mean, scale = _setup(case)
     d = 2
     n_years, n_slots = model.target.shape[0], model.n_slots
-    out = np.zeros((n_years, 3, len(cohort.OUT_FIELDS)))
+    out = np.zeros((n_years, 3, len(_kernel.OUT_FIELDS)))
     rec_pop = np.full((n_slots, n_years), -1, dtype=np.int8)
     rec_mm = np.zeros((n_slots, n_years))
     rec_spend = np.zeros((n_slots, n_years))
     rec_died = np.zeros((n_slots, n_years), dtype=np.bool_)
-    cohort.simulate_draw(model.seed, np.int64(DRAWS[d]), *kernel_args(model), mean[d], scale[d], model.attach,
+    _kernel.simulate_draw(model.seed, np.int64(DRAWS[d]), *kernel_args(model), mean[d], scale[d], model.attach,
                          model.sl_share, model.sl_mode, model.trunc_cap, model.outlier_thr, out, True,
                          rec_pop, rec_mm, rec_spend, rec_died)
     ref_out, panel = cohort_reference(model, int(DRAWS[d]), mean[d], scale[d], return_panel=True)
@@ -153,7 +154,7 @@ def test_rng_numba_equals_numpy_twins():
 def test_floor_kernel_matches_reference():
     draws = np.array([0, 5, 77], dtype=np.int64)
     out = np.zeros(draws.size)
-    cohort.floor_chunk(np.uint64(11), draws, 200, 10, 1.2, out)
+    _kernel.floor_chunk(np.uint64(11), draws, 200, 10, 1.2, out)
     ref = floor_reference(11, draws, 200, 10, 1.2)
     np.testing.assert_allclose(out, ref, rtol=RTOL)
     # E[exp(1.2 eps)] = exp(0.72) per slot-year: a loose sanity check (2,000 terms, CV ~ 0.02 each draw)

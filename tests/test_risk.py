@@ -8,7 +8,7 @@ import scipy.stats as st
 import xarray as xr
 
 import leadsim
-from leadsim import risk
+from leadsim.analysis import risk
 from tests.helpers import small_config
 
 NORMAL = st.norm(loc=1.0, scale=2.0)          # settlement X ~ N(1, 4): loss L = -X ~ N(-1, 4)

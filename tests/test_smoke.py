@@ -7,7 +7,7 @@ import tomllib
 import numpy as np
 
 import leadsim
-from leadsim.dataset import SCHEMA
+from leadsim.io.schema import SCHEMA
 from tests.helpers import small_config
 
 

@@ -17,7 +17,7 @@ import xarray as xr
 
 import leadsim
 from leadsim.cli import main
-from leadsim.store import MANIFEST_NAME, ResumeMismatchError, StoreError, read_manifest, run_zarr
+from leadsim.io.zarrstore import MANIFEST_NAME, ResumeMismatchError, StoreError, read_manifest, run_zarr
 from tests.helpers import assert_same_run as _same
 from tests.helpers import interrupt_after, small_config
 
@@ -61,7 +61,7 @@ def test_interrupted_run_resumes_only_missing_chunks(cfg, serial, tmp_path):
     assert m.chunks_done == [[0, 2]] and not m.complete and m.n_done == 2
     with pytest.raises(StoreError, match=r"incomplete run \(2 of 4 chunks written\)"):
         leadsim.open(path)
-    part = leadsim.store.open_store(path, allow_incomplete=True)
+    part = leadsim.io.zarrstore.open_store(path, allow_incomplete=True)
     assert np.isnan(part.net_settlement.values[8:]).all()
     np.testing.assert_array_equal(part.net_settlement.values[:8], serial.net_settlement.values[:8])
     resumed = []
@@ -77,7 +77,7 @@ def test_interrupted_run_resumes_only_missing_chunks(cfg, serial, tmp_path):
 
 def test_chunk_written_but_not_recorded_is_redone(cfg, serial, tmp_path, monkeypatch):
     """A crash between a chunk's data write and its manifest update: the chunk is simply computed again."""
-    import leadsim.store as store
+    import leadsim.io.zarrstore as store
 
     path = tmp_path / "run.zarr"
     real = store.write_manifest

@@ -1,7 +1,7 @@
 """Macro random drivers of each draw: national, regional and ACO growth, the forecast, quality scores.
 
 These are the systematic risks shared by every beneficiary of a draw (calibration.md §1). They are drawn
-from the keyed streams of :mod:`leadsim.rng` at slot ``MACRO_SLOT``, vectorised over the draws of a chunk.
+from the keyed streams of :mod:`leadsim.model.rng` at slot ``MACRO_SLOT``, vectorised over the draws of a chunk.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 from scipy import special
 
 from leadsim.config import Config
-from leadsim.rng import MACRO_SLOT, N_STREAMS, Stream, key_np, normals_np, uniforms_np, word_np
+from leadsim.model.rng import MACRO_SLOT, N_STREAMS, Stream, key_np, normals_np, uniforms_np, word_np
 
 __all__ = ["MacroPaths", "ar1", "macro_paths", "prospective_growth"]
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from leadsim.model._kernel import GRID_H, GRID_ZMAX
+
 __all__ = ["GRID_H", "GRID_ZMAX", "SplicedMarginal", "conditional_mean_table", "latent_grid"]
 
-GRID_ZMAX = 8.5
-GRID_H = 1.0 / 256.0
 
 
 def latent_grid() -> np.ndarray:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leadsim.benchmark import is_higher_spending, marginal_bands
 from leadsim.config import Config, TrackPolicy, per_year
-from leadsim.marginals import SplicedMarginal, death_probability
+from leadsim.ledger.benchmark import is_higher_spending, marginal_bands
+from leadsim.model.marginals import SplicedMarginal, death_probability
 
 __all__ = [
     "Settlement",
@@ -44,12 +44,12 @@ def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_grid: np.ndarray,
     Parameters
     ----------
     unit_mean : ndarray (3,)
-        Mean annual cost per unit of ``Q`` in the base year (``mean / kappa``, :mod:`leadsim.stationary`).
+        Mean annual cost per unit of ``Q`` in the base year (``mean / kappa``, :mod:`leadsim.model.stationary`).
     latent_grid : ndarray (G,)
         Latent grid.
     latent_law : ndarray (3, G)
         Probabilities of a continuing member's latent during a year, per population, on ``latent_grid``
-        (the stationary cohort's, :class:`leadsim.stationary.Stationary`).
+        (the stationary cohort's, :class:`leadsim.model.stationary.Stationary`).
     entrant_share : ndarray (3,), optional
         Entrants' share of the beneficiaries aligned in a year (stationary cohort, the first year
         included); default none.

@@ -1,15 +1,15 @@
-"""Plain numpy reference twins of the numba kernels in :mod:`leadsim.cohort`.
+"""Plain numpy reference twins of the numba kernels in :mod:`leadsim.model._kernel`.
 
-:func:`cohort_reference` follows the rules of :func:`leadsim.cohort.simulate_draw` step by step for one
+:func:`cohort_reference` follows the rules of :func:`leadsim.model._kernel.simulate_draw` step by step for one
 draw: a Python loop over the years, numpy vectorised over the beneficiary slots, and the same keyed random
-numbers (the ``*_np`` twins of :mod:`leadsim.rng`). It exists for two reasons:
+numbers (the ``*_np`` twins of :mod:`leadsim.model.rng`). It exists for two reasons:
 
 - tests check that the kernel and this twin agree to rounding (counts exactly; money to ~1e-12 relative:
   only the order of floating-point summation and libm's last bits differ);
 - the speed benchmark uses it as the "straightforward vectorised numpy implementation of the same model".
 
 It is deliberately simple: no numba, no chunking, no threads. Read it next to the module docstring of
-:mod:`leadsim.cohort`, which states the model of one draw (steps 1-7 below follow the same numbering).
+:mod:`leadsim.model._kernel`, which states the model of one draw (steps 1-7 below follow the same numbering).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leadsim.cohort import OUT_FIELDS
 from leadsim.engine import CohortModel
-from leadsim.marginals import interp_table
-from leadsim.rng import N_STREAMS, Stream, key_np, normals_np, uniforms_np, word_np
+from leadsim.model._kernel import OUT_FIELDS
+from leadsim.model.marginals import interp_table
+from leadsim.model.rng import N_STREAMS, Stream, key_np, normals_np, uniforms_np, word_np
 
 __all__ = ["ReferencePanel", "cohort_reference", "floor_reference", "reference_chunk"]
 
@@ -82,7 +82,7 @@ def _relief(model: CohortModel, x: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 
 def inverse_cdf_np(nodes: np.ndarray, cdf: np.ndarray, p: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Twin of :func:`leadsim.cohort.inverse_cdf`, vectorised over ``(p, u)`` (same operations, same bits)."""
+    """Twin of :func:`leadsim.model._kernel.inverse_cdf`, vectorised over ``(p, u)`` (same operations, same bits)."""
     out = np.empty(u.shape)
     for q in np.unique(p):
         sel = p == q
@@ -98,7 +98,7 @@ def inverse_cdf_np(nodes: np.ndarray, cdf: np.ndarray, p: np.ndarray, u: np.ndar
 
 def cohort_reference(model: CohortModel, draw: int, mean: np.ndarray, scale: np.ndarray, *,
                      return_panel: bool = False) -> np.ndarray | tuple[np.ndarray, ReferencePanel]:
-    """Simulate one draw of the aligned cohort with numpy (twin of :func:`leadsim.cohort.simulate_draw`).
+    """Simulate one draw of the aligned cohort with numpy (twin of :func:`leadsim.model._kernel.simulate_draw`).
 
     Parameters
     ----------
@@ -116,13 +116,13 @@ def cohort_reference(model: CohortModel, draw: int, mean: np.ndarray, scale: np.
     Returns
     -------
     out : ndarray, shape (years, 3, len(OUT_FIELDS))
-        Per year and population, the fields of :data:`leadsim.cohort.OUT_FIELDS`.
+        Per year and population, the fields of :data:`leadsim.model._kernel.OUT_FIELDS`.
     panel : ReferencePanel
         Only with ``return_panel``.
 
     Notes
     -----
-    One year (calibration.md §1; numbering as in :mod:`leadsim.cohort`):
+    One year (calibration.md §1; numbering as in :mod:`leadsim.model._kernel`):
 
     0. vacant slots, lowest index first, take entrants until the aligned count reaches ``target[t]``;
     1. A&D -> ESRD if ``u_pop < esrd_rate``, else -> High Needs if ``u_pop < esrd_rate + hn_rate``; an
@@ -268,7 +268,7 @@ def reference_chunk(model: CohortModel, draws: np.ndarray, mean: np.ndarray, sca
 
 
 def floor_reference(seed: int, draws: np.ndarray, n_slots: int, n_years: int, sigma: float) -> np.ndarray:
-    """Numpy twin of :func:`leadsim.cohort.floor_chunk`: per draw, the sum of one keyed lognormal per slot-year.
+    """Numpy twin of :func:`leadsim.model._kernel.floor_chunk`: per draw, the sum of one keyed lognormal per slot-year.
 
     Parameters
     ----------

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leadsim.marginals import GRID_ZMAX, conditional_mean_table, death_probability, interp_table
+from leadsim.model.marginals import GRID_ZMAX, conditional_mean_table, death_probability, interp_table
 
 __all__ = ["Stationary", "stationary_cohort"]
 

@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from leadsim.risk import _order_index, _tail_prob, horizon, tail_metrics
+from leadsim.analysis.risk import _order_index, _tail_prob, horizon, tail_metrics
 
 __all__ = [
     "comparison",
@@ -162,7 +162,7 @@ def loss_exceedance(runs: Runs, var: str = "net_settlement", ax: Axes | None = N
     runs : xarray.Dataset or mapping of label to Dataset
         One run (a curve per track) or several (a curve per run and track).
     var : str
-        Variable; an annual one is totalled over the horizon (:func:`leadsim.risk.horizon`).
+        Variable; an annual one is totalled over the horizon (:func:`leadsim.analysis.risk.horizon`).
     ax : matplotlib.axes.Axes, optional
     conf : float
         Confidence of the pointwise band (Wilson score interval for a binomial proportion).
@@ -279,9 +279,9 @@ def comparison(runs: Runs, var: str = "net_settlement", p: float = 0.99, ax: Axe
     Notes
     -----
     Up and to the left is better: more expected money with a smaller tail loss. Error bars are ±1.96
-    Monte Carlo standard errors (:func:`leadsim.risk.tail_metrics`; the mean's is ``sd/sqrt(n)``). When runs
+    Monte Carlo standard errors (:func:`leadsim.analysis.risk.tail_metrics`; the mean's is ``sd/sqrt(n)``). When runs
     share draws, differences between points are more precise than the bars suggest: see
-    :func:`leadsim.risk.paired_difference`.
+    :func:`leadsim.analysis.risk.paired_difference`.
     """
     fig, ax = _new_ax(ax)
     series = _series(runs, var)
@@ -519,7 +519,7 @@ def convergence(ds: xr.Dataset, var: str = "net_settlement", p: float = 0.99, tr
     Notes
     -----
     The estimate over the first ``m`` draws (in draw order) and its standard error from
-    :func:`leadsim.risk.tail_metrics`. The band should narrow like ``1/sqrt(m)`` and the estimate settle inside
+    :func:`leadsim.analysis.risk.tail_metrics`. The band should narrow like ``1/sqrt(m)`` and the estimate settle inside
     the final band; if it is still drifting, the tail needs more draws.
     """
     fig, ax = _new_ax(ax)

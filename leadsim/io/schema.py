@@ -15,7 +15,7 @@ import xarray as xr
 
 from leadsim import __version__
 from leadsim.config import POPULATIONS, Config
-from leadsim.rng import RNG_SCHEME
+from leadsim.model.rng import RNG_SCHEME
 
 __all__ = ["SCHEMA", "build_dataset", "open_result", "save"]
 
@@ -70,7 +70,7 @@ def build_dataset(cfg: Config, arrays: dict[str, np.ndarray], draws: np.ndarray 
         if name not in arrays:
             continue
         data_vars[name] = (dims, arrays[name], {"units": units, "long_name": long_name})
-    from leadsim.settlement import financial_guarantee
+    from leadsim.ledger.settlement import financial_guarantee
 
     data_vars["financial_guarantee"] = ((), financial_guarantee(cfg),
                                         {"units": "USD", "long_name": "financial guarantee amount"})
@@ -114,7 +114,7 @@ def save(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     """
     path = Path(path)
     if path.suffix == ".zarr":
-        from leadsim.store import save_zarr
+        from leadsim.io.zarrstore import save_zarr
 
         return save_zarr(ds, path)
     parent = path.resolve().parent
@@ -141,9 +141,9 @@ def open_result(path: str | os.PathLike[str]) -> xr.Dataset:
     if not path.exists():
         raise FileNotFoundError(f"no such result: {path}")
     if path.is_dir() or path.suffix == ".zarr":
-        from leadsim.store import open_store
+        from leadsim.io.zarrstore import open_store
 
-        return open_store(path)  # refuses an interrupted run (see leadsim.store)
+        return open_store(path)  # refuses an interrupted run (see leadsim.io.zarrstore)
     ds = xr.open_dataset(path, engine="h5netcdf")
     with ds:
         return ds.load()

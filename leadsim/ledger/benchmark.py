@@ -93,7 +93,7 @@ def expected_truncation(cfg: Config) -> np.ndarray:
     cost, by quadrature on the kernel's latent grid; the stationary cohort's decedent uplift is left out,
     a second-order difference].
     """
-    from leadsim.marginals import SplicedMarginal, latent_grid
+    from leadsim.model.marginals import SplicedMarginal, latent_grid
 
     cap = cfg.policy.stop_loss.truncation_cap
     out = np.zeros(3)

@@ -13,14 +13,30 @@ Scheme (``RNG_SCHEME``)
 Box-Muller turns them into two independent standard normals (``|z| <= 6.66``, so spliced tails are exact
 to a probability of 3e-11 per draw).
 
-The numba functions here are the engine's; the ``*_np`` twins are vectorised numpy versions used by the
-macro drivers and by tests.
+The numba versions of these functions live with the kernels in :mod:`leadsim.model._kernel` (numba's disk
+cache only notices edits to a compiled function's own file); here are the constants' names, the scheme string
+and the ``*_np`` twins: vectorised numpy versions used by the macro drivers and by tests.
 """
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
+
+from leadsim.model._kernel import (
+    _INV32,
+    _K0,
+    _M1,
+    _M2,
+    _MASK32,
+    _S27,
+    _S30,
+    _S31,
+    _S32,
+    _TWO_PI,
+    GAMMA,
+    N_STREAMS,
+    Stream,
+)
 
 __all__ = ["GAMMA", "MACRO_SLOT", "N_STREAMS", "RNG_SCHEME", "Stream"]
 
@@ -28,68 +44,7 @@ RNG_SCHEME = ("splitmix64-counter/v1: word(seed, draw, slot, year, stream) = "
               "splitmix64(key(seed, draw, slot) + (year*16 + stream + 1)*0x9E3779B97F4A7C15); "
               "two 32-bit uniforms per word; Box-Muller normals")
 
-GAMMA = np.uint64(0x9E3779B97F4A7C15)
-_K0 = np.uint64(0x243F6A8885A308D3)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_S30 = np.uint64(30)
-_S27 = np.uint64(27)
-_S31 = np.uint64(31)
-_S32 = np.uint64(32)
-_MASK32 = np.uint64(0xFFFFFFFF)
-_INV32 = 1.0 / 4294967296.0
-_TWO_PI = 2.0 * np.pi
-
-N_STREAMS = 16
 MACRO_SLOT = np.uint64(0xFFFFFFFFFFFFFFFF)  # slot id reserved for per-draw macro drivers
-
-
-class Stream:
-    """Stream numbers (the second part of the counter) and what each one feeds."""
-
-    LATENT = 0        # beneficiary: Box-Muller pair -> latent innovation eta, death noise xi
-    EVENTS = 1        # beneficiary: two uniforms -> exit, transition / entrant population
-    SIGNAL = 2        # beneficiary: concurrent risk-model signal noise
-    NATIONAL = 0      # macro: national shock (pair: national, regional)
-    ACO = 1           # macro: ACO-specific shock (pair: ACO, spare)
-    QUALITY = 2       # macro: quality score uniform
-
-
-@nb.njit(cache=True, inline="always")
-def mix64(z: np.uint64) -> np.uint64:
-    """SplitMix64 finaliser: a bijective 64-bit avalanche."""
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
-
-
-@nb.njit(cache=True, inline="always")
-def key(seed: np.uint64, draw: np.uint64, slot: np.uint64) -> np.uint64:
-    """The 64-bit key of one (seed, draw, slot) address."""
-    return mix64(mix64(mix64(seed ^ _K0) ^ draw) ^ slot)
-
-
-@nb.njit(cache=True, inline="always")
-def word(k: np.uint64, counter: np.uint64) -> np.uint64:
-    """The random 64-bit word at ``counter`` of the stream keyed ``k``."""
-    return mix64(k + (counter + np.uint64(1)) * GAMMA)
-
-
-@nb.njit(cache=True, inline="always")
-def uniforms(w: np.uint64) -> tuple[float, float]:
-    """Two uniforms from one word: ``u1`` in (0, 1] (safe for log), ``u2`` in [0, 1)."""
-    u1 = (float(w >> _S32) + 1.0) * _INV32
-    u2 = float(w & _MASK32) * _INV32
-    return u1, u2
-
-
-@nb.njit(cache=True, inline="always")
-def normals(w: np.uint64) -> tuple[float, float]:
-    """Two independent standard normals from one word (Box-Muller)."""
-    u1, u2 = uniforms(w)
-    r = np.sqrt(-2.0 * np.log(u1))
-    t = _TWO_PI * u2
-    return r * np.cos(t), r * np.sin(t)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 All kernels live here (numba's cache does not see changes across files), take arrays and plain scalars,
 use ``cache=True`` and no ``fastmath`` (stop-loss bands and death thresholds use ``inf``). Their numpy
-twins are in :mod:`leadsim.reference`; tests check that both agree to rounding.
+twins are in :mod:`leadsim.testing.reference`; tests check that both agree to rounding.
 
 Model of one draw (calibration.md §1)
 -------------------------------------
@@ -22,7 +22,7 @@ for every occupied slot, in slot order:
    flagged concurrent (High Needs) with ``s = r z_t + sqrt(1 - r^2) nu``;
 7. non-death exits at the year end with probability ``e_p``; deaths and exits leave vacancies.
 
-Random numbers come from :mod:`leadsim.rng` at address ``(seed, draw, slot, year, stream)``; year index 0
+Random numbers come from :mod:`leadsim.model.rng` at address ``(seed, draw, slot, year, stream)``; year index 0
 is the base year (the initial cohort's latent), performance year ``i`` uses index ``i + 1``.
 """
 
@@ -31,10 +31,81 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from leadsim.marginals import GRID_H, GRID_ZMAX
-from leadsim.rng import N_STREAMS, Stream, key, normals, uniforms, word
-
 __all__ = ["OUT_FIELDS", "cohort_chunk", "dies", "floor_chunk", "simulate_draw"]
+
+# ---------------------------------------------------------------------------------------------------------
+# Constants every kernel reads (numba freezes module globals into the compiled code: they live here)
+# ---------------------------------------------------------------------------------------------------------
+GRID_ZMAX = 8.5
+"""Latent grid of every lookup table: ``-GRID_ZMAX .. GRID_ZMAX`` ..."""
+GRID_H = 1.0 / 256.0
+"""... in steps of ``GRID_H``."""
+
+N_STREAMS = 16
+"""Counters per (key, year): ``counter = year_index * N_STREAMS + stream``."""
+
+GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_K0 = np.uint64(0x243F6A8885A308D3)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S32 = np.uint64(32)
+_MASK32 = np.uint64(0xFFFFFFFF)
+_INV32 = 1.0 / 4294967296.0
+_TWO_PI = 2.0 * np.pi
+
+
+
+class Stream:
+    """Stream numbers (the second part of the counter) and what each one feeds."""
+
+    LATENT = 0        # beneficiary: Box-Muller pair -> latent innovation eta, death noise xi
+    EVENTS = 1        # beneficiary: two uniforms -> exit, transition / entrant population
+    SIGNAL = 2        # beneficiary: concurrent risk-model signal noise
+    NATIONAL = 0      # macro: national shock (pair: national, regional)
+    ACO = 1           # macro: ACO-specific shock (pair: ACO, spare)
+    QUALITY = 2       # macro: quality score uniform
+
+
+
+@nb.njit(cache=True, inline="always")
+def mix64(z: np.uint64) -> np.uint64:
+    """SplitMix64 finaliser: a bijective 64-bit avalanche."""
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@nb.njit(cache=True, inline="always")
+def key(seed: np.uint64, draw: np.uint64, slot: np.uint64) -> np.uint64:
+    """The 64-bit key of one (seed, draw, slot) address."""
+    return mix64(mix64(mix64(seed ^ _K0) ^ draw) ^ slot)
+
+
+@nb.njit(cache=True, inline="always")
+def word(k: np.uint64, counter: np.uint64) -> np.uint64:
+    """The random 64-bit word at ``counter`` of the stream keyed ``k``."""
+    return mix64(k + (counter + np.uint64(1)) * GAMMA)
+
+
+@nb.njit(cache=True, inline="always")
+def uniforms(w: np.uint64) -> tuple[float, float]:
+    """Two uniforms from one word: ``u1`` in (0, 1] (safe for log), ``u2`` in [0, 1)."""
+    u1 = (float(w >> _S32) + 1.0) * _INV32
+    u2 = float(w & _MASK32) * _INV32
+    return u1, u2
+
+
+@nb.njit(cache=True, inline="always")
+def normals(w: np.uint64) -> tuple[float, float]:
+    """Two independent standard normals from one word (Box-Muller)."""
+    u1, u2 = uniforms(w)
+    r = np.sqrt(-2.0 * np.log(u1))
+    t = _TWO_PI * u2
+    return r * np.cos(t), r * np.sin(t)
+
 
 OUT_FIELDS = ("member_months", "expenditure", "stop_loss_payout", "risk_weighted_months", "deaths",
               "entrants", "outliers")
@@ -47,7 +118,6 @@ _NS = np.uint64(N_STREAMS)
 _S_LATENT = np.uint64(Stream.LATENT)
 _S_EVENTS = np.uint64(Stream.EVENTS)
 _S_SIGNAL = np.uint64(Stream.SIGNAL)
-_TWO_PI = 2.0 * np.pi           # the constant of leadsim.rng.normals
 _DEATH_MARGIN = 1e-5            # exact death noise within this of the threshold (approximation error < 2e-7)
 
 

@@ -18,8 +18,9 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from leadsim import __version__, plots
-from leadsim.risk import HORIZON, LEVELS, paired_difference, summarize
+from leadsim import __version__
+from leadsim.analysis import plots
+from leadsim.analysis.risk import HORIZON, LEVELS, paired_difference, summarize
 
 __all__ = ["REPORT_FIGURES", "REPORT_TABLES", "compare_html", "compare_text", "report_html", "write_html"]
 

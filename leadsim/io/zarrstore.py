@@ -43,8 +43,8 @@ import xarray as xr
 
 from leadsim import __version__
 from leadsim.config import Config, ConfigError, load_config
-from leadsim.dataset import SCHEMA, _encode, build_dataset
 from leadsim.engine import ChunkResult, chunk_bounds
+from leadsim.io.schema import SCHEMA, _encode, build_dataset
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client

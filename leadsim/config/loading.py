@@ -1,0 +1,269 @@
+"""Loading a config: TOML files, policy presets, dotted-key overrides, and error messages that name the key.
+
+A config is read from TOML (``schema_version = 1``), merged with a policy preset from ``configs/policy/``
+when ``policy.preset`` names one, patched with dotted-key overrides, and validated. A bad value raises
+:class:`~leadsim.errors.ConfigError` whose message names the dotted key, the value and the allowed range.
+Nothing is simulated before the config is valid.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import annotated_types as at
+from pydantic import BaseModel, ValidationError
+
+from leadsim.config.presets import available_presets, preset_dir
+from leadsim.config.schema import POPULATIONS, Config
+from leadsim.errors import ConfigError, LeadsimWarning
+
+__all__ = ["load_config", "parse_override_value", "validate"]
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"{what}: file not found: {path}"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{what}: is a directory, not a TOML file: {path}"]) from None
+    except PermissionError:
+        raise ConfigError([f"{what}: permission denied: {path}"]) from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError([f"{what}: malformed TOML in {path}: {err}"]) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError([f"{what}: not UTF-8 text in {path}: {err}"]) from None
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in top.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def parse_override_value(text: str) -> Any:
+    """Parse a ``--set`` value as a TOML literal (``5``, ``0.2``, ``true``, ``[1, 2]``), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _apply_override(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    if not key or any(not p for p in parts):
+        raise ConfigError([f"override {key!r}: not a dotted key such as simulation.draws"])
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError([f"override {key!r}: {'.'.join(parts[: i + 1])} is a value, not a table"])
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _resolve_preset(data: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    policy = data.get("policy")
+    if policy is None:
+        policy = {}
+    if not isinstance(policy, dict):
+        raise ConfigError([f"policy = {policy!r}: must be a table ([policy])"])
+    if "preset" not in policy and "name" not in policy:
+        # no preset and no self-contained policy (which must carry a name): patch the default preset
+        policy = {**policy, "preset": "lead_py2027"}
+    preset = policy.get("preset")
+    if preset is None:
+        return data
+    if not isinstance(preset, str) or not preset.replace("_", "").isalnum():
+        raise ConfigError([f"policy.preset = {preset!r}: must be the name of a file in configs/policy/ "
+                           f"(one of {', '.join(available_presets())})"])
+    candidates = [preset_dir() / f"{preset}.toml"]
+    if base_dir is not None:
+        candidates.insert(0, base_dir / "policy" / f"{preset}.toml")
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        raise ConfigError([f"policy.preset = {preset!r}: unknown preset "
+                           f"(available: {', '.join(available_presets())})"])
+    preset_data = _read_toml(path, f"policy.preset = {preset!r}")
+    preset_policy = preset_data.get("policy", preset_data)
+    merged = _deep_merge(preset_policy, policy)
+    merged["preset"] = preset
+    out = dict(data)
+    out["policy"] = merged
+    return out
+
+
+def _field_range(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """Describe the allowed range of the field at ``loc`` from its annotated bounds, or ''."""
+    cls: Any = model
+    info = None
+    for part in loc:
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            break
+        fields = cls.model_fields
+        name = part if part in fields else {f.alias: n for n, f in fields.items() if f.alias}.get(part)
+        if name is None:
+            return ""
+        info = fields[name]
+        ann = info.annotation
+        nxt = None
+        for cand in (*getattr(ann, "__args__", ()), ann):
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                nxt = cand
+        cls = nxt
+    if info is None:
+        return ""
+    metas = list(info.metadata)
+    ann = info.annotation
+    for arg in getattr(ann, "__args__", ()):
+        metas += list(getattr(arg, "__metadata__", ()))
+        for inner in getattr(arg, "__args__", ()):
+            metas += list(getattr(inner, "__metadata__", ()))
+    lo = hi = ""
+    for m in metas:
+        for sub in getattr(m, "metadata", [m]):
+            if isinstance(sub, at.Ge):
+                lo = f"{sub.ge} <= "
+            elif isinstance(sub, at.Gt):
+                lo = f"{sub.gt} < "
+            elif isinstance(sub, at.Le):
+                hi = f" <= {sub.le}"
+            elif isinstance(sub, at.Lt):
+                hi = f" < {sub.lt}"
+    if lo or hi:
+        return f"allowed: {lo}value{hi}"
+    return ""
+
+
+def _key_part(part: Any) -> str:
+    """A dotted-key component as typed; quoted (repr) when it is empty or has spaces, dots or control chars."""
+    text = str(part)
+    return text if text and all(c.isalnum() or c in "_-" for c in text) else repr(text)
+
+
+def _format_errors(err: ValidationError) -> list[str]:
+    lines = []
+    for e in err.errors(include_url=False):
+        loc = tuple(e["loc"])
+        key = ".".join(_key_part(p) for p in loc) or "(top level)"
+        msg = e["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key (check the spelling; see configs/default.toml)")
+            continue
+        if e["type"] == "missing":
+            lines.append(f"{key}: required key is missing")
+            continue
+        value = e.get("input")
+        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        rng = _field_range(Config, loc)
+        bound_error = any(w in msg for w in ("greater", "less", "finite")) or e["type"] in (
+            "float_type", "int_type", "finite_number")
+        tail = f" ({rng})" if rng and bound_error else ""
+        lines.append(f"{key} = {shown}: {msg}{tail}")
+    return lines
+
+
+def validate(data: Mapping[str, Any]) -> Config:
+    """Validate a config mapping (after preset resolution) into a :class:`Config`, or raise ConfigError."""
+    try:
+        cfg = Config.model_validate(dict(data))
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err)) from None
+    _check_size(cfg)
+    _warn(cfg)
+    return cfg
+
+
+MAX_ALIGNED = 5_000_000
+"""Largest aligned count in any year (the ``aco.beneficiaries`` maximum); bounds the kernel's memory."""
+
+
+def _check_size(cfg: Config) -> None:
+    """Growth compounds: the last year's aligned count must stay within :data:`MAX_ALIGNED`."""
+    a, years = cfg.aco, cfg.simulation.years
+    peak = a.beneficiaries * max(1.0, (1.0 + a.growth) ** (years - 1))
+    if round(peak) > MAX_ALIGNED:
+        raise ConfigError([f"aco.growth = {a.growth!r}: grows aco.beneficiaries = {a.beneficiaries:,} to "
+                           f"{peak:,.0f} aligned beneficiaries by year {years} (allowed: at most "
+                           f"{MAX_ALIGNED:,} in any year; lower the growth, the years or the size)"])
+
+
+def _warn(cfg: Config) -> None:
+    n = cfg.aco.beneficiaries
+    if n < 5000 and cfg.aco.mix.high_needs <= 0.4:
+        warnings.warn(f"aco.beneficiaries = {n} is below LEAD's minimum of 5,000 aligned beneficiaries "
+                      "(CMS LEAD page); simulating anyway", LeadsimWarning, stacklevel=3)
+    elif n < 800:
+        warnings.warn(f"aco.beneficiaries = {n} is below LEAD's minimum of 800 for a High Needs ACO",
+                      LeadsimWarning, stacklevel=3)
+    for name in POPULATIONS:
+        a = cfg.population[name].tail_alpha
+        if a <= 2.0 and cfg.population[name].tail_start < 1.0:
+            warnings.warn(f"population.{name}.tail_alpha = {a}: a Pareto tail with alpha <= 2 has infinite "
+                          "variance; tail metrics will not converge", LeadsimWarning, stacklevel=3)
+    if cfg.simulation.start_year + cfg.simulation.years - 1 > 2036:
+        warnings.warn("the simulation runs past PY2036, the last LEAD performance year", LeadsimWarning,
+                      stacklevel=3)
+
+
+def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read, merge and validate a leadsim configuration.
+
+    Parameters
+    ----------
+    source : path, mapping, Config or None
+        A TOML file, an already-parsed mapping, a Config (re-validated with the overrides), or None for
+        the built-in defaults (the standard ACO under the ``lead_py2027`` preset).
+    overrides : mapping of dotted keys to values, optional
+        Applied after the file, e.g. ``{"simulation.draws": 5000, "policy.preset": "reach_py2026"}``.
+        String values are parsed as TOML literals, as with the CLI's ``--set key=value``.
+
+    Returns
+    -------
+    Config
+        Frozen, validated configuration.
+
+    Raises
+    ------
+    ConfigError
+        With one line per problem, each naming the dotted key, the value and the allowed range.
+    """
+    base_dir: Path | None = None
+    if source is None:
+        data: dict[str, Any] = {}
+    elif isinstance(source, Config):
+        data = source.to_dict()
+    elif isinstance(source, Mapping):
+        data = copy.deepcopy(dict(source))
+    else:
+        path = Path(source)
+        data = _read_toml(path, "config")
+        base_dir = path.resolve().parent
+    for key, value in (overrides or {}).items():
+        _apply_override(data, key, parse_override_value(value) if isinstance(value, str) else value)
+    if isinstance(data.get("policy"), dict) and "preset" in data["policy"] and overrides and any(
+            k == "policy.preset" for k in overrides):
+        # a preset chosen by override replaces the file's policy rules, keeping only the explicit overrides
+        kept = {k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith("policy.")}
+        data["policy"] = {}
+        for k, v in kept.items():
+            _apply_override(data["policy"], k, parse_override_value(v) if isinstance(v, str) else v)
+    data = _resolve_preset(data, base_dir)
+    return validate(data)
+

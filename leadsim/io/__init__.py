@@ -1,0 +1,1 @@
+"""Results on disk and in memory: the Dataset schema, netCDF and Zarr, atomic writes, output sinks."""
