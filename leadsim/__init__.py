@@ -7,7 +7,9 @@ Public API::
     ds = leadsim.simulate(cfg)                 # xarray.Dataset
     leadsim.save(ds, "out.nc"); ds = leadsim.open("out.nc")
     panel = leadsim.trajectories(cfg, draw=0)  # one draw's beneficiary-level panel
+    leadsim.run(cfg, "run.zarr", resume=True)  # to a file or store, chunk by chunk (resumable Zarr)
     summary = leadsim.summarize(ds)            # risk metrics with Monte Carlo standard errors; ds.leadsim.*
+    cfg = leadsim.config_of(ds)                # the config a result was made with
 """
 
 from __future__ import annotations
@@ -17,17 +19,20 @@ __version__ = "0.1.0"
 from leadsim.analysis.risk import summarize
 from leadsim.config import Config, load_config
 from leadsim.errors import ConfigError, LeadsimWarning
-from leadsim.io.schema import open_result as open
-from leadsim.io.schema import save
-from leadsim.simulate import simulate, trajectories
+from leadsim.io.schema import config_of
+from leadsim.io.sink import open_result as open
+from leadsim.io.sink import save
+from leadsim.simulate import run, simulate, trajectories
 
 __all__ = [
     "Config",
     "ConfigError",
     "LeadsimWarning",
     "__version__",
+    "config_of",
     "load_config",
     "open",
+    "run",
     "save",
     "simulate",
     "summarize",

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from leadsim import __version__
-from leadsim.config import Config, ConfigError, LeadsimWarning, load_config
+from leadsim.config import Config, load_config
+from leadsim.errors import ConfigError, DaskUnavailableError, LeadsimWarning, StoreError
+from leadsim.io.sink import is_zarr_path
 
 if TYPE_CHECKING:  # pragma: no cover
-    import xarray as xr
+    pass
 
 __all__ = ["main"]
 
@@ -127,26 +129,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_output(out)
     if args.report:
         _check_output(Path(args.report))
-    zarr_out = out.suffix == ".zarr"
+    zarr_out = is_zarr_path(out)
     if (args.resume or args.overwrite) and not zarr_out:
         raise UsageError("--resume and --overwrite apply to a Zarr run store: use -o RUN.zarr")
     t0 = time.perf_counter()
     progress = False if args.quiet else None
-    with _sigterm_interrupts():
-        with _scaled_errors(), _dask_client(args, cfg) as client:
+    with _sigterm_interrupts(), _scaled_errors(), _dask_client(args, cfg) as client:
+        try:
+            sink = leadsim.run(cfg, out, resume=args.resume, overwrite=args.overwrite, client=client,
+                               progress=progress)
+        except OSError as err:
+            raise OSError(f"cannot write {out}: {err.strerror or err}; {_kept(out, zarr_out)}") from None
+        except KeyboardInterrupt:
             if zarr_out:
-                ds = _run_zarr(args, cfg, out, client, progress)
-            elif client is not None:
-                from leadsim.distributed import simulate_distributed
+                print(f"leadsim: {_kept(out, zarr_out)}", file=sys.stderr)
+            raise
+    if zarr_out:
+        from leadsim.io.zarrstore import open_store
 
-                ds = simulate_distributed(cfg, client, progress=progress)
-            else:
-                ds = leadsim.simulate(cfg, progress=progress)
-        if not zarr_out:
-            try:
-                leadsim.save(ds, out)
-            except OSError as err:
-                raise OSError(f"cannot write {out}: {err.strerror or err}; no partial file was left") from None
+        ds = open_store(out, load=False)
+    else:
+        ds = sink.dataset
     elapsed = time.perf_counter() - t0
     if not args.quiet:
         print(summary_text(ds))
@@ -181,9 +184,6 @@ def _sigterm_interrupts() -> Iterator[None]:
 @contextlib.contextmanager
 def _scaled_errors() -> Iterator[None]:
     """Report store and dask problems as usage errors (one line, exit 2)."""
-    from leadsim.distributed import DaskUnavailableError
-    from leadsim.io.zarrstore import StoreError
-
     try:
         yield
     except (StoreError, DaskUnavailableError) as err:
@@ -201,24 +201,15 @@ def _dask_client(args: argparse.Namespace, cfg: Config) -> contextlib.AbstractCo
     return cluster(workers=args.workers, scheduler=args.scheduler, threads=cfg.simulation.threads or 1)
 
 
-def _run_zarr(args: argparse.Namespace, cfg: Config, out: Path, client: object | None,
-              progress: bool | None) -> xr.Dataset:
-    """Run into a resumable Zarr store; on failure say how much is kept and how to finish it."""
-    from leadsim.io.zarrstore import open_store, read_manifest, run_zarr
+def _kept(out: Path, zarr_out: bool) -> str:
+    """What an interrupted or failed run leaves: the Zarr chunks a resume keeps, or nothing at all."""
+    if not zarr_out:
+        return "no partial file was left"
+    from leadsim.io.zarrstore import read_manifest
 
-    def kept() -> str:
-        m = read_manifest(out) if out.is_dir() else None
-        done = f"{m.n_done} of {m.n_chunks} chunks" if m else "no chunk"
-        return f"{out} keeps {done}; rerun with --resume to finish"
-
-    try:
-        run_zarr(cfg, out, resume=args.resume, overwrite=args.overwrite, client=client, progress=progress)
-    except OSError as err:
-        raise OSError(f"cannot write {out}: {err.strerror or err}; {kept()}") from None
-    except KeyboardInterrupt:
-        print(f"leadsim: {kept()}", file=sys.stderr)
-        raise
-    return open_store(out, load=False)
+    m = read_manifest(out) if out.is_dir() else None
+    done = f"{m.n_done} of {m.n_chunks} chunks" if m else "no chunk"
+    return f"{out} keeps {done}; rerun with --resume to finish"
 
 
 def cmd_export(args: argparse.Namespace) -> int:

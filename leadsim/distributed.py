@@ -3,16 +3,15 @@
 Every draw's random numbers are keyed by ``(seed, draw, slot, year, stream)`` (see :mod:`leadsim.model.rng`), so the
 worker, thread or chunk that computes a draw never changes its numbers. This module only moves work around:
 
-* the draw-independent :class:`~leadsim.engine.CohortModel` (and the stop-loss price) is built **once** in
-  the client and scattered to every worker;
+* the draw-independent :class:`~leadsim.engine.RunInputs` (cost model, stop-loss price) are built **once**
+  in the client and scattered to every worker;
 * each chunk ``[start, stop)`` of ``simulation.chunk_draws`` draws becomes one task calling
   :func:`leadsim.engine.run_chunk`, a pure function of ``(cfg, model, draws)``;
 * inside a task numba runs with ``threads`` threads (default 1: dask supplies the parallelism, one task per
   worker thread), set with :func:`numba.set_num_threads` in the task itself because that setting is
   per-thread;
-* results are placed by their draw indices, so the gathered arrays are in draw order whatever order the
-  chunks finish in; ``on_chunk`` sees each chunk as it completes (used by :mod:`leadsim.io.zarrstore` to write Zarr
-  regions).
+* each finished chunk goes to the run's :class:`~leadsim.io.sink.Sink` in completion order, placed by its
+  draw indices, exactly as in the serial loop.
 
 dask is an optional dependency (``pip install 'leadsim[dask]'``); it is imported only when a cluster is used.
 
@@ -29,13 +28,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from leadsim.config import Config
-from leadsim.engine import ChunkResult, ChunkSink, chunk_bounds, cohort_model, run_chunk, stop_loss_price
+from leadsim.engine import ChunkResult, RunInputs, drive, prepare, run_chunk
+from leadsim.engine import threads as numba_threads
+from leadsim.errors import DaskUnavailableError
+from leadsim.io.sink import MemorySink, Sink
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
@@ -44,10 +46,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["DaskUnavailableError", "cluster", "require_dask", "run_draws_distributed", "simulate_distributed"]
 
 INSTALL_HINT = "pip install 'leadsim[dask]'"
-
-
-class DaskUnavailableError(ImportError):
-    """dask.distributed is needed (``--workers``/``--scheduler``) but is not installed."""
 
 
 def require_dask() -> Any:
@@ -105,12 +103,10 @@ def cluster(workers: int | None = None, scheduler: str | None = None, *, threads
         yield client
 
 
-def _chunk_task(cfg: Config, model: Any, lo: int, hi: int, charge: np.ndarray, threads: int) -> ChunkResult:
-    """Run one chunk on a worker with ``threads`` numba threads (set here: the setting is per thread)."""
-    import numba
-
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-    return run_chunk(cfg, model, np.arange(lo, hi, dtype=np.int64), charge)
+def _chunk_task(cfg: Config, inputs: RunInputs, lo: int, hi: int, nthreads: int) -> ChunkResult:
+    """Run one chunk on a worker with ``nthreads`` numba threads (set here: the setting is per thread)."""
+    with numba_threads(nthreads):
+        return run_chunk(cfg, inputs, np.arange(lo, hi, dtype=np.int64))
 
 
 def _worker_count(client: Client) -> int:
@@ -118,11 +114,9 @@ def _worker_count(client: Client) -> int:
     return max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
 
 
-def run_draws_distributed(cfg: Config, client: Client, chunks: Iterable[tuple[int, int]] | None = None, *,
-                          threads: int | None = None,
-                          on_chunk: Callable[[int, int, ChunkResult], None] | None = None,
-                          gather: bool = True, progress: bool | None = None,
-                          max_in_flight: int | None = None) -> dict[str, np.ndarray]:
+def run_draws_distributed(cfg: Config, client: Client, sink: Sink, chunks: Sequence[tuple[int, int]] | None = None,
+                          *, threads: int | None = None, progress: bool | None = None,
+                          max_in_flight: int | None = None) -> Sink:
     """Run chunks of draws as dask futures; the distributed twin of :func:`leadsim.engine.run_draws`.
 
     Parameters
@@ -131,15 +125,13 @@ def run_draws_distributed(cfg: Config, client: Client, chunks: Iterable[tuple[in
         A validated config.
     client : distributed.Client
         Client of the cluster to run on (see :func:`cluster`).
-    chunks : iterable of (start, stop), optional
+    sink : Sink
+        Where finished chunks go, in completion order (placed by their draw indices, so the result is in draw
+        order and identical bit for bit to a serial run).
+    chunks : sequence of (start, stop), optional
         Defaults to all draws in chunks of ``simulation.chunk_draws``.
     threads : int, optional
         numba threads inside each task; default ``simulation.threads`` or 1.
-    on_chunk : callable, optional
-        ``on_chunk(start, stop, result)`` in the client as each chunk completes (completion order).
-    gather : bool
-        Return the arrays of every chunk in draw order (default); ``False`` keeps nothing (memory stays flat;
-        stream through ``on_chunk``) and returns an empty dict.
     progress : bool, optional
         Show a tqdm bar (default: on a terminal, off under ``CI``).
     max_in_flight : int, optional
@@ -147,47 +139,41 @@ def run_draws_distributed(cfg: Config, client: Client, chunks: Iterable[tuple[in
 
     Returns
     -------
-    dict of str to numpy.ndarray
-        Arrays with draw as the first axis, identical bit for bit to :func:`leadsim.engine.run_draws`.
+    Sink
+        The same sink, closed.
     """
     distributed = require_dask()
-    n = cfg.simulation.draws
     nthreads = int(threads if threads is not None else (cfg.simulation.threads or 1))
-    bounds = list(chunks) if chunks is not None else chunk_bounds(n, cfg.simulation.chunk_draws)
-    if not bounds:
-        return {}
-    model = cohort_model(cfg)
-    charge = stop_loss_price(cfg, model)
-    # built once, shipped once: every task refers to the same scattered objects
-    cfg_f, model_f, charge_f = client.scatter([cfg, model, charge], broadcast=True, hash=False)
-    window = max_in_flight or 2 * _worker_count(client)
-    pending = iter(bounds)
-    key_bounds: dict[str, tuple[int, int]] = {}
+    with drive(cfg, sink, chunks, progress) as (todo, deliver):
+        if not todo:
+            return sink
+        # built once, shipped once: every task refers to the same scattered objects
+        cfg_f, inputs_f = client.scatter([cfg, prepare(cfg)], broadcast=True, hash=False)
+        window = max_in_flight or 2 * _worker_count(client)
+        pending = iter(todo)
+        key_bounds: dict[str, tuple[int, int]] = {}
 
-    def submit() -> Any:
-        lo, hi = next(pending)
-        fut = client.submit(_chunk_task, cfg_f, model_f, lo, hi, charge_f, nthreads,
-                            key=f"leadsim-chunk-{lo}-{hi}-{os.urandom(4).hex()}", pure=False)
-        key_bounds[fut.key] = (lo, hi)
-        return fut
+        def submit() -> Any:
+            lo, hi = next(pending)
+            fut = client.submit(_chunk_task, cfg_f, inputs_f, lo, hi, nthreads,
+                                key=f"leadsim-chunk-{lo}-{hi}-{os.urandom(4).hex()}", pure=False)
+            key_bounds[fut.key] = (lo, hi)
+            return fut
 
-    first = [submit() for _ in range(min(window, len(bounds)))]
-    queue = distributed.as_completed(first, with_results=False)
-    sink = ChunkSink(n, sum(b - a for a, b in bounds), progress=progress, on_chunk=on_chunk, gather=gather)
-    try:
-        for fut in queue:
-            res: ChunkResult = fut.result()
-            lo, hi = key_bounds.pop(fut.key)
-            fut.release()
-            sink(lo, hi, res)
-            with contextlib.suppress(StopIteration):
-                queue.add(submit())
-    finally:
-        sink.close()
-        left = list(queue.futures) if hasattr(queue, "futures") else []
-        if left:  # an error or an interrupt: stop the chunks still queued or running
-            client.cancel(left)
-    return sink.gathered
+        queue = distributed.as_completed([submit() for _ in range(min(window, len(todo)))], with_results=False)
+        try:
+            for fut in queue:
+                res: ChunkResult = fut.result()
+                lo, hi = key_bounds.pop(fut.key)
+                fut.release()
+                deliver(lo, hi, res)
+                with contextlib.suppress(StopIteration):
+                    queue.add(submit())
+        finally:
+            left = list(queue.futures) if hasattr(queue, "futures") else []
+            if left:  # an error or an interrupt: stop the chunks still queued or running
+                client.cancel(left)
+    return sink
 
 
 def simulate_distributed(cfg: Config, client: Client, *, threads: int | None = None,
@@ -209,7 +195,7 @@ def simulate_distributed(cfg: Config, client: Client, *, threads: int | None = N
     -------
     xarray.Dataset
     """
-    from leadsim.io.schema import build_dataset
-
-    arrays = run_draws_distributed(cfg, client, threads=threads, progress=progress)
-    return build_dataset(cfg, arrays)
+    sink = MemorySink()
+    run_draws_distributed(cfg, client, sink, threads=threads, progress=progress)
+    assert sink.dataset is not None
+    return sink.dataset

@@ -1,17 +1,25 @@
-"""The two entry points that run the model: :func:`simulate` (a Dataset) and :func:`trajectories` (a panel)."""
+"""The entry points that run the model: :func:`simulate` (a Dataset in memory), :func:`run` (to a file or any
+sink, resumable, serial or on dask) and :func:`trajectories` (one draw's beneficiary-level panel)."""
 
 from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
 
 from leadsim.config import POPULATIONS, Config, load_config
-from leadsim.engine import cohort_model, kernel_args, realised_means, run_draws
-from leadsim.io.schema import build_dataset
+from leadsim.engine import run_draws
+from leadsim.io.sink import MemorySink, Sink, sink_for
 from leadsim.model import _kernel
+from leadsim.model.cohort import cohort_model, realised_means
 from leadsim.model.drivers import macro_paths
 
-__all__ = ["simulate", "trajectories"]
+if TYPE_CHECKING:  # pragma: no cover
+    from distributed import Client
+
+__all__ = ["run", "simulate", "trajectories"]
 
 
 def _as_config(cfg: Config | str | None) -> Config:
@@ -31,7 +39,7 @@ def simulate(cfg: Config | str | None = None, *, progress: bool | None = None) -
     Returns
     -------
     xarray.Dataset
-        Dims ``draw, year, population, track``; variables and attrs per design.md.
+        Dims ``draw, year, population, track``; variables and attrs as in ``docs/design.md``.
 
     Examples
     --------
@@ -42,8 +50,48 @@ def simulate(cfg: Config | str | None = None, *, progress: bool | None = None) -
     (20, 10)
     """
     cfg = _as_config(cfg)
-    arrays = run_draws(cfg, progress=progress)
-    return build_dataset(cfg, arrays)
+    sink = MemorySink()
+    run_draws(cfg, sink, progress=progress)
+    if sink.dataset is None:
+        raise RuntimeError("the run finished without a dataset")
+    return sink.dataset
+
+
+def run(cfg: Config | str | None, output: str | os.PathLike[str] | Sink, *, resume: bool = False,
+        overwrite: bool = False, client: Client | None = None, threads: int | None = None,
+        progress: bool | None = None) -> Sink:
+    """Run a config into an output: a netCDF file, a resumable Zarr store (``*.zarr``) or any sink.
+
+    Parameters
+    ----------
+    cfg : Config, path or None
+        A validated config, a TOML path, or None for the defaults.
+    output : path or Sink
+        ``*.zarr`` writes each chunk as it completes (resumable); another path writes netCDF atomically at the
+        end; a :class:`~leadsim.io.sink.Sink` receives the chunks itself.
+    resume : bool
+        Finish an interrupted Zarr run (same config required); only the missing chunks are computed.
+    overwrite : bool
+        Replace an existing Zarr run store.
+    client : distributed.Client, optional
+        Run the chunks on a dask cluster (:mod:`leadsim.distributed`); results are identical bit for bit.
+    threads : int, optional
+        numba threads per dask task (default ``simulation.threads`` or 1); ignored without ``client``.
+    progress : bool, optional
+        Show a progress bar (default: on a terminal, off under ``CI``).
+
+    Returns
+    -------
+    Sink
+        The closed sink (``.dataset`` of a netCDF or memory sink; ``.manifest`` of a Zarr sink).
+    """
+    cfg = _as_config(cfg)
+    sink = output if isinstance(output, Sink) else sink_for(output, resume=resume, overwrite=overwrite)
+    if client is None:
+        return run_draws(cfg, sink, progress=progress)
+    from leadsim.distributed import run_draws_distributed
+
+    return run_draws_distributed(cfg, client, sink, threads=threads, progress=progress)
 
 
 def trajectories(cfg: Config | str | None = None, draw: int = 0) -> xr.Dataset:
@@ -67,9 +115,8 @@ def trajectories(cfg: Config | str | None = None, draw: int = 0) -> xr.Dataset:
     rec_mm = np.zeros((n_slots, n_years))
     rec_spend = np.zeros((n_slots, n_years))
     rec_died = np.zeros((n_slots, n_years), dtype=np.bool_)
-    _kernel.simulate_draw(model.seed, np.int64(draw), *kernel_args(model), mean[0], scale[0], model.attach,
-                         model.sl_share, model.sl_mode, model.trunc_cap, model.outlier_thr, out, True,
-                         rec_pop, rec_mm, rec_spend, rec_died)
+    _kernel.simulate_draw(model.kernel, np.int64(draw), mean[0], scale[0], out, True, rec_pop, rec_mm, rec_spend,
+                          rec_died)
     names = np.array([*POPULATIONS, ""], dtype=object)
     return xr.Dataset(
         {

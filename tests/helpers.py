@@ -27,6 +27,38 @@ def assert_same_run(a: xr.Dataset, b: xr.Dataset) -> None:
     xr.testing.assert_identical(a, b)
 
 
+class ObservedSink:
+    """A sink that passes every call to ``inner`` and calls ``on_chunk(start, stop)`` after each saved chunk."""
+
+    def __init__(self, inner, on_chunk):
+        self.inner, self.on_chunk = inner, on_chunk
+
+    def open(self, cfg, header, chunks):
+        return self.inner.open(cfg, header, chunks)
+
+    def save_chunk(self, start, stop, arrays):
+        self.inner.save_chunk(start, stop, arrays)
+        self.on_chunk(start, stop, arrays)
+
+    def close(self):
+        self.inner.close()
+
+    def abort(self):
+        self.inner.abort()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def run_zarr(cfg, path, *, resume=False, overwrite=False, client=None, progress=False, on_chunk=None):
+    """``leadsim.run`` into a Zarr store, calling ``on_chunk(start, stop, arrays)`` after each chunk; the manifest."""
+    from leadsim.io.zarrstore import ZarrSink
+
+    sink = ZarrSink(path, resume=resume, overwrite=overwrite)
+    leadsim.run(cfg, sink if on_chunk is None else ObservedSink(sink, on_chunk), client=client, progress=progress)
+    return sink.manifest
+
+
 def interrupt_after(n: int):
     """An ``on_chunk`` callback that raises KeyboardInterrupt once ``n`` chunks have finished."""
     done: list[int] = []

@@ -11,12 +11,12 @@ import pytest
 import leadsim
 from leadsim.cli import main
 from tests.helpers import assert_same_run as _same
-from tests.helpers import interrupt_after, small_config
+from tests.helpers import interrupt_after, run_zarr, small_config
 
 pytest.importorskip("distributed")
 
 from leadsim.distributed import DaskUnavailableError, cluster, require_dask, simulate_distributed
-from leadsim.io.zarrstore import read_manifest, run_zarr
+from leadsim.io.zarrstore import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"aco.beneficiaries": 300, "simulation.draws": 16, "simulation.chunk_draws": 4}

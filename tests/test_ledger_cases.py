@@ -19,11 +19,12 @@ from leadsim.config import LeadsimWarning
 from leadsim.ledger.benchmark import (
     benchmark_pbpm,
     historical_adjustment,
-    marginal_bands,
     reach_rta_update,
     risk_adjustment,
 )
-from leadsim.ledger.settlement import corridor_share, financial_guarantee, price_stop_loss, settle, stop_loss_payout
+from leadsim.ledger.settlement import corridor_share, financial_guarantee, settle
+from leadsim.model.outliers import price_stop_loss
+from leadsim.schedules import marginal_bands, stop_loss_payout
 
 CENT = 0.005
 H_AD, H_ESRD, H_HN = 14_400.0 / 12, 110_000.0 / 12, 55_000.0 / 12  # base-year PBPM = mean_annual_cost / 12
@@ -409,13 +410,14 @@ def test_add_ons_operating_cost_and_cumulative():
 def _simulate(cfg, monkeypatch):
     """Run leadsim.simulate and capture the cohort model it builds (to check the stationary calibration)."""
     seen = {}
-    real = engine.cohort_model
+    real = engine.prepare
 
     def spy(c):
-        seen["model"] = real(c)
-        return seen["model"]
+        inputs = real(c)
+        seen["model"] = inputs.model
+        return inputs
 
-    monkeypatch.setattr(engine, "cohort_model", spy)
+    monkeypatch.setattr(engine, "prepare", spy)
     ds = leadsim.simulate(cfg, progress=False)
     return ds, seen["model"]
 
@@ -423,7 +425,7 @@ def _simulate(cfg, monkeypatch):
 def _check_stationary_identity(model, costs):
     # no deaths, exits or transitions and sigma = 0: kappa = 1, score norm = 1, latent N(0, 1)
     assert np.allclose(model.base_mean, costs, rtol=1e-12)
-    assert np.allclose(model.entrant_score, 1.0, rtol=1e-12)
+    assert np.allclose(model.kernel.entrant_score, 1.0, rtol=1e-12)
     assert np.allclose(model.init_mean, 0.0, atol=1e-9)
     assert np.allclose(model.init_sd, 1.0, atol=1e-6)
 

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 import leadsim
 from leadsim.config import LeadsimWarning, TrackPolicy
-from leadsim.ledger.settlement import corridor_share, settle, stop_loss_payout
+from leadsim.ledger.settlement import corridor_share, settle
+from leadsim.schedules import stop_loss_payout
 
 FAST = settings(max_examples=60, deadline=None)
 

@@ -81,12 +81,12 @@ def test_read_only_folder_is_refused_before_running(tmp_path, capsys):
 
 def test_permission_denied_at_write_time(tmp_path, monkeypatch, capsys):
     """The folder looked writable but the write is refused (e.g. ACLs, root-squashed NFS): one line, no file."""
-    import leadsim.io.schema as dataset
+    import leadsim.io.atomic as atomic
 
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(tmp_path / ".run.nc.x.tmp"))
 
-    monkeypatch.setattr(dataset.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", denied)
     assert _run(tmp_path / "run.nc") == 1
     err = _stderr(capsys)
     assert err == [f"leadsim: error: cannot write {tmp_path / 'run.nc'}: Permission denied; no partial file was left"]
@@ -115,7 +115,7 @@ def test_zarr_store_creation_failure_leaves_no_store(tmp_path, monkeypatch, caps
 def test_zarr_interrupt_reports_what_is_kept(tmp_path, monkeypatch, capsys):
     import leadsim.io.zarrstore as store
 
-    real = store.ZarrRun.write_chunk
+    real = store.ZarrSink.save_chunk
     n = {"chunks": 0}
 
     def interrupt_second(self, lo, hi, res):
@@ -124,22 +124,21 @@ def test_zarr_interrupt_reports_what_is_kept(tmp_path, monkeypatch, capsys):
             raise KeyboardInterrupt
         real(self, lo, hi, res)
 
-    monkeypatch.setattr(store.ZarrRun, "write_chunk", interrupt_second)
+    monkeypatch.setattr(store.ZarrSink, "save_chunk", interrupt_second)
     out = tmp_path / "run.zarr"
     assert _run(out) == 130
     err = _stderr(capsys)
     assert err == [f"leadsim: {out} keeps 1 of 2 chunks; rerun with --resume to finish",
                    "leadsim: interrupted; no partial output was left"]
     assert store.read_manifest(out).chunks_done == [[0, 1]]
-    monkeypatch.setattr(store.ZarrRun, "write_chunk", real)
+    monkeypatch.setattr(store.ZarrSink, "save_chunk", real)
     assert _run(out, "--resume") == 0
     assert store.read_manifest(out).complete
     assert leadsim.open(out).sizes["draw"] == 8
 
 
 def test_export_of_incomplete_run_is_refused(tmp_path, capsys):
-    import leadsim.io.zarrstore as store
-    from tests.helpers import small_config
+    from tests.helpers import run_zarr, small_config
 
     cfg = small_config(**{"aco.beneficiaries": 300, "simulation.draws": 8, "simulation.chunk_draws": 4})
 
@@ -147,7 +146,7 @@ def test_export_of_incomplete_run_is_refused(tmp_path, capsys):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        store.run_zarr(cfg, tmp_path / "run.zarr", on_chunk=stop, progress=False)
+        run_zarr(cfg, tmp_path / "run.zarr", on_chunk=stop, progress=False)
     assert main(["export", str(tmp_path / "run.zarr"), str(tmp_path / "run.nc")]) == 2
     err = _stderr(capsys)
     assert err == [f"leadsim: error: {tmp_path / 'run.zarr'} is an incomplete run (1 of 2 chunks written); "

@@ -18,7 +18,7 @@ from scipy import special
 
 import leadsim
 from leadsim.config import POPULATIONS
-from leadsim.engine import cohort_model
+from leadsim.model.cohort import cohort_model
 from tests.spliced_exact import ExactSpliced
 
 K_SE = 4.0

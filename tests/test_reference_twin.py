@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import leadsim
-from leadsim.engine import CohortModel, cohort_model, kernel_args, realised_means, run_cohort
 from leadsim.model import _kernel
 from leadsim.model._kernel import key, normals, uniforms, word
+from leadsim.model.cohort import CohortModel, cohort_model, realised_means, run_cohort
 from leadsim.model.drivers import macro_paths
 from leadsim.model.rng import key_np, normals_np, uniforms_np, word_np
 from leadsim.testing.reference import cohort_reference, floor_reference, reference_chunk
@@ -54,7 +54,7 @@ SLOW_CASES = ("truncation", "growth_down", "transitions")  # each case builds a 
 def test_kernel_matches_reference(case):
     model, mean, scale = _setup(case)
     kern = run_cohort(model, DRAWS, mean, scale)
-    ref = reference_chunk(model, DRAWS, mean, scale)
+    ref = reference_chunk(model.kernel, DRAWS, mean, scale)
     assert kern.shape == ref.shape == (DRAWS.size, 10, 3, len(_kernel.OUT_FIELDS))
     for name in COUNT_FIELDS:
         i = _kernel.OUT_FIELDS.index(name)
@@ -72,11 +72,11 @@ def test_kernel_matches_reference(case):
         assert f["stop_loss_payout"].sum() == 0.0
     # aligned count at the start of each year (12 months for survivors, 6 for decedents and entrants)
     aligned = (f["member_months"] + 6 * f["deaths"] + 6 * f["entrants"]).sum(axis=2) / 12
-    np.testing.assert_array_equal(aligned, np.broadcast_to(model.target, aligned.shape))
+    np.testing.assert_array_equal(aligned, np.broadcast_to(model.kernel.target, aligned.shape))
     if case == "growth_up":
-        assert (np.diff(model.target) > 0).all()
+        assert (np.diff(model.kernel.target) > 0).all()
     if case == "growth_down":
-        assert (np.diff(model.target) < 0).all()
+        assert (np.diff(model.kernel.target) < 0).all()
     if case == "transitions":
         assert (f["member_months"][:, :, 1:] > 0).all()
 
@@ -86,16 +86,15 @@ def test_panel_matches_reference(case):
     """The kernel's recorded slot-level panel (what ``trajectories`` shows) equals the twin's."""
     model, mean, scale = _setup(case)
     d = 2
-    n_years, n_slots = model.target.shape[0], model.n_slots
+    n_years, n_slots = model.kernel.target.shape[0], model.n_slots
     out = np.zeros((n_years, 3, len(_kernel.OUT_FIELDS)))
     rec_pop = np.full((n_slots, n_years), -1, dtype=np.int8)
     rec_mm = np.zeros((n_slots, n_years))
     rec_spend = np.zeros((n_slots, n_years))
     rec_died = np.zeros((n_slots, n_years), dtype=np.bool_)
-    _kernel.simulate_draw(model.seed, np.int64(DRAWS[d]), *kernel_args(model), mean[d], scale[d], model.attach,
-                         model.sl_share, model.sl_mode, model.trunc_cap, model.outlier_thr, out, True,
-                         rec_pop, rec_mm, rec_spend, rec_died)
-    ref_out, panel = cohort_reference(model, int(DRAWS[d]), mean[d], scale[d], return_panel=True)
+    _kernel.simulate_draw(model.kernel, np.int64(DRAWS[d]), mean[d], scale[d], out, True, rec_pop, rec_mm,
+                          rec_spend, rec_died)
+    ref_out, panel = cohort_reference(model.kernel, int(DRAWS[d]), mean[d], scale[d], return_panel=True)
     np.testing.assert_array_equal(rec_pop, panel.population)
     np.testing.assert_array_equal(rec_mm, panel.member_months)
     np.testing.assert_array_equal(rec_died, panel.died)
@@ -103,7 +102,7 @@ def test_panel_matches_reference(case):
     np.testing.assert_allclose(out, ref_out, rtol=RTOL, atol=0)
     # entrants fill the lowest vacant slots: with a stable or shrinking count no slot beyond target[0] is used
     if case != "growth_up":
-        assert (panel.population[model.target[0]:] == -1).all()
+        assert (panel.population[model.kernel.target[0]:] == -1).all()
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -17,9 +17,10 @@ import xarray as xr
 
 import leadsim
 from leadsim.cli import main
-from leadsim.io.zarrstore import MANIFEST_NAME, ResumeMismatchError, StoreError, read_manifest, run_zarr
+from leadsim.errors import ResumeMismatchError, StoreError
+from leadsim.io.zarrstore import MANIFEST_NAME, read_manifest
 from tests.helpers import assert_same_run as _same
-from tests.helpers import interrupt_after, small_config
+from tests.helpers import interrupt_after, run_zarr, small_config
 
 pytest.importorskip("zarr")
 pytest.importorskip("dask")

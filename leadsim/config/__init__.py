@@ -6,7 +6,7 @@ leadsim reads.
 
 from leadsim.config.loading import load_config, parse_override_value, validate
 from leadsim.config.presets import assumed_policy_keys, available_presets, preset_dir
-from leadsim.config.schema import MAX_YEARS, POPULATIONS, TRACKS, Config, TrackPolicy, per_year
+from leadsim.config.schema import MAX_YEARS, POPULATIONS, TRACKS, Config, TrackPolicy, chunk_bounds, per_year
 from leadsim.errors import ConfigError, LeadsimWarning
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "TrackPolicy",
     "assumed_policy_keys",
     "available_presets",
+    "chunk_bounds",
     "load_config",
     "parse_override_value",
     "per_year",

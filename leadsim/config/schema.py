@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from leadsim.config.presets import assumed_policy_keys
 
-__all__ = ["MAX_YEARS", "POPULATIONS", "TRACKS", "Config", "TrackPolicy", "per_year"]
+__all__ = ["MAX_YEARS", "POPULATIONS", "TRACKS", "Config", "TrackPolicy", "chunk_bounds", "per_year"]
 
 POPULATIONS: tuple[str, ...] = ("aged_disabled", "esrd", "high_needs")
 """Population types in dataset order (methodology §1)."""
@@ -40,6 +40,11 @@ PerYearShare = Annotated[list[Share], Field(min_length=1, max_length=MAX_YEARS)]
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False,
                               populate_by_name=True)
+
+
+def chunk_bounds(n_draws: int, chunk: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each chunk of draws: chunk ``i`` covers ``[i * chunk, min((i + 1) * chunk, n))``."""
+    return [(lo, min(lo + chunk, n_draws)) for lo in range(0, n_draws, chunk)]
 
 
 def per_year(values: list[float] | tuple[float, ...], years: int) -> list[float]:

@@ -1,12 +1,16 @@
-"""The xarray Dataset of a run: schema, units, provenance; atomic save and open (design.md)."""
+"""The xarray Dataset of a run: variable schema, units, provenance attrs, and reading a result's config back.
+
+Dims ``draw`` (CF ``realization``), ``year``, ``population``, ``track``; every variable has ``units`` and
+``long_name``; the global attrs carry the full resolved config (``config_toml``) and the versions that made
+it. See ``docs/design.md`` for the table of variables.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import os
-import tempfile
-from pathlib import Path
+import tomllib
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numba
@@ -14,10 +18,10 @@ import numpy as np
 import xarray as xr
 
 from leadsim import __version__
-from leadsim.config import POPULATIONS, Config
-from leadsim.model.rng import RNG_SCHEME
+from leadsim.config import POPULATIONS, Config, load_config
+from leadsim.errors import ConfigError, ResultError
 
-__all__ = ["SCHEMA", "build_dataset", "open_result", "save"]
+__all__ = ["CONSTANTS", "SCHEMA", "build_dataset", "config_of", "encode", "provenance"]
 
 D_YP = ("draw", "year", "population")
 D_YPT = ("draw", "year", "population", "track")
@@ -55,8 +59,29 @@ SCHEMA: dict[str, tuple[tuple[str, ...], str, str]] = {
 }
 
 
-def build_dataset(cfg: Config, arrays: dict[str, np.ndarray], draws: np.ndarray | None = None) -> xr.Dataset:
-    """Wrap the gathered arrays in an xarray Dataset with coordinates, units and provenance attrs."""
+CONSTANTS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "financial_guarantee": ((), "USD", "financial guarantee amount"),
+}
+"""Run-level variables without a ``draw`` dimension (computed once per run by the engine)."""
+
+
+def build_dataset(cfg: Config, arrays: Mapping[str, Any], constants: Mapping[str, Any] | None = None,
+                  attrs: Mapping[str, Any] | None = None, draws: np.ndarray | None = None) -> xr.Dataset:
+    """Wrap a run's arrays in an xarray Dataset with coordinates, units and provenance attrs.
+
+    Parameters
+    ----------
+    cfg : Config
+        The run's config (coordinates and attrs).
+    arrays : mapping of str to array
+        Per-draw variables named as in :data:`SCHEMA`, draw first (numpy or dask arrays).
+    constants : mapping of str to array, optional
+        Run-level variables named as in :data:`CONSTANTS`.
+    attrs : mapping, optional
+        Attributes the model adds to :func:`provenance` (e.g. ``rng_scheme``).
+    draws : ndarray, optional
+        The draw indices (default ``0 .. n - 1``).
+    """
     n = next(iter(arrays.values())).shape[0]
     draw = np.arange(n) if draws is None else np.asarray(draws)
     coords = {
@@ -70,12 +95,12 @@ def build_dataset(cfg: Config, arrays: dict[str, np.ndarray], draws: np.ndarray 
         if name not in arrays:
             continue
         data_vars[name] = (dims, arrays[name], {"units": units, "long_name": long_name})
-    from leadsim.ledger.settlement import financial_guarantee
-
-    data_vars["financial_guarantee"] = ((), financial_guarantee(cfg),
-                                        {"units": "USD", "long_name": "financial guarantee amount"})
+    for name, value in (constants or {}).items():
+        dims, units, long_name = CONSTANTS[name]
+        data_vars[name] = (dims, value, {"units": units, "long_name": long_name})
     ds = xr.Dataset(data_vars, coords=coords)
     ds.attrs.update(provenance(cfg))
+    ds.attrs.update(attrs or {})
     return ds
 
 
@@ -88,7 +113,6 @@ def provenance(cfg: Config) -> dict[str, Any]:
         "numpy_version": np.__version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "seed": int(cfg.simulation.seed),
-        "rng_scheme": RNG_SCHEME,
         "policy_name": cfg.policy.name,
         "aco_name": cfg.aco.name,
         "config_toml": cfg.to_toml(),
@@ -98,7 +122,8 @@ def provenance(cfg: Config) -> dict[str, Any]:
     }
 
 
-def _encode(ds: xr.Dataset) -> xr.Dataset:
+def encode(ds: xr.Dataset) -> xr.Dataset:
+    """The dataset as written to disk: string coordinates as fixed ``str`` (netCDF and Zarr need it)."""
     out = ds.copy()
     for name in ("population", "track"):
         if name in out.coords:
@@ -106,44 +131,25 @@ def _encode(ds: xr.Dataset) -> xr.Dataset:
     return out
 
 
-def save(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
-    """Write a result atomically: a temporary file in the target folder, then a rename.
+def config_of(ds: xr.Dataset) -> Config:
+    """The validated config a result was made with (its ``config_toml`` attribute).
 
-    ``.nc`` (or any other suffix) writes netCDF-4 via h5netcdf; ``.zarr`` writes a Zarr store (needs the
-    ``dask`` extra). On any error the temporary file is removed and no partial file is left.
+    Raises
+    ------
+    ResultError
+        The dataset has no ``config_toml`` attribute, or it is not a valid leadsim config.
     """
-    path = Path(path)
-    if path.suffix == ".zarr":
-        from leadsim.io.zarrstore import save_zarr
-
-        return save_zarr(ds, path)
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        raise FileNotFoundError(f"output folder does not exist: {parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    os.close(fd)
+    text = ds.attrs.get("config_toml")
+    if not isinstance(text, str) or not text:
+        raise ResultError("the dataset has no config_toml attribute: it is not a leadsim result")
     try:
-        _encode(ds).to_netcdf(tmp, engine="h5netcdf")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def open_result(path: str | os.PathLike[str]) -> xr.Dataset:
-    """Open a saved result (netCDF file or Zarr store) fully loaded into memory."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such result: {path}")
-    if path.is_dir() or path.suffix == ".zarr":
-        from leadsim.io.zarrstore import open_store
-
-        return open_store(path)  # refuses an interrupted run (see leadsim.io.zarrstore)
-    ds = xr.open_dataset(path, engine="h5netcdf")
-    with ds:
-        return ds.load()
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ResultError(f"the dataset's config_toml attribute is not valid TOML: {err}") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return load_config(data)
+    except ConfigError as err:
+        raise ResultError(f"the dataset's config_toml attribute is not a valid leadsim config: "
+                          f"{err.problems[0] if err.problems else err}") from None

@@ -5,7 +5,7 @@ Layout of a run store ``run.zarr`` (Zarr v3, a folder)::
     run.zarr/zarr.json, <variable>/...   the leadsim Dataset, chunked along ``draw`` by simulation.chunk_draws
     run.zarr/leadsim_run.json            the run manifest (see :class:`Manifest`)
 
-Life of a run (:func:`run_zarr`):
+Life of a run (:class:`ZarrSink`, driven by :func:`leadsim.run`):
 
 1. When the first chunk completes, the store is created in a hidden temporary folder next to the target: the
    dataset's metadata, coordinates and attrs from a lazy template (``to_zarr(compute=False)``) and a manifest
@@ -31,33 +31,31 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
-import tomllib
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import xarray as xr
 
 from leadsim import __version__
-from leadsim.config import Config, ConfigError, load_config
-from leadsim.engine import ChunkResult, chunk_bounds
-from leadsim.io.schema import SCHEMA, _encode, build_dataset
+from leadsim.config import Config, chunk_bounds
+from leadsim.errors import ResultError, ResumeMismatchError, StoreError
+from leadsim.io.atomic import atomic_path, clean_stale_temporaries
+from leadsim.io.schema import SCHEMA, build_dataset, config_of, encode
 
 if TYPE_CHECKING:  # pragma: no cover
-    from distributed import Client
+    from leadsim.io.sink import RunHeader
 
 __all__ = [
     "MANIFEST_NAME",
     "Manifest",
-    "ResumeMismatchError",
-    "StoreError",
+    "ZarrSink",
     "config_hash",
     "open_store",
     "read_manifest",
-    "run_zarr",
     "save_zarr",
 ]
 
@@ -65,14 +63,6 @@ MANIFEST_NAME = "leadsim_run.json"
 MANIFEST_FORMAT = "leadsim-zarr-run/1"
 # keys that change speed, never results: a resume may change them freely
 RESULT_NEUTRAL_KEYS = ("simulation.threads",)
-
-
-class StoreError(ValueError):
-    """A Zarr store that cannot be used as asked (exists without --resume, incomplete, not a leadsim run)."""
-
-
-class ResumeMismatchError(ConfigError):
-    """``--resume`` with a config that differs from the store's; one line per changed key."""
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -182,22 +172,12 @@ def _now() -> str:
 
 def write_manifest(store: Path, manifest: Manifest) -> None:
     """Replace the manifest atomically: write a temporary file, fsync it, rename it over the old one."""
-    target = store / MANIFEST_NAME
-    tmp = store / f".{MANIFEST_NAME}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(asdict(manifest), fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(store / MANIFEST_NAME) as tmp:
+        tmp.write_text(json.dumps(asdict(manifest), indent=1), encoding="utf-8")
 
 
 def read_manifest(store: str | os.PathLike[str]) -> Manifest | None:
-    """The manifest of a run store, or None if the folder has none (not written by :func:`run_zarr`)."""
+    """The manifest of a run store, or None if the folder has none (not written by a leadsim run)."""
     path = Path(store) / MANIFEST_NAME
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -241,126 +221,105 @@ def _draw_encoding(ds: xr.Dataset, chunk_draws: int) -> dict[str, dict[str, Any]
     return enc
 
 
-def _tmp_sibling(path: Path, tag: str) -> Path:
-    return path.parent / f".{path.name}.{tag}-{os.getpid()}-{os.urandom(3).hex()}"
-
-
-def _clean_stale(path: Path) -> None:
-    """Remove hidden temporary folders left next to ``path`` by processes that no longer exist."""
-    for p in path.parent.glob(f".{path.name}.*-*-*"):
-        try:
-            pid = int(p.name.rsplit("-", 2)[-2])
-        except ValueError:
-            continue
-        if pid == os.getpid() or not _alive(pid):
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _install(tmp: Path, path: Path) -> None:
-    """Move a fully initialised store from ``tmp`` to ``path``, replacing an old store only at the end."""
-    old = None
-    if path.exists():
-        old = _tmp_sibling(path, "old")
-        os.rename(path, old)
-    try:
-        os.rename(tmp, path)
-    except BaseException:
-        if old is not None:
-            os.rename(old, path)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _template(cfg: Config, first: ChunkResult) -> xr.Dataset:
+def _template(cfg: Config, header: RunHeader, first: Mapping[str, np.ndarray]) -> xr.Dataset:
     """A lazy full-size dataset whose arrays have the shapes and dtypes of a computed chunk."""
     import dask.array as da
 
     n, c = cfg.simulation.draws, cfg.simulation.chunk_draws
     arrays = {k: da.zeros((n, *v.shape[1:]), dtype=v.dtype, chunks=(min(c, n), *v.shape[1:]))
-              for k, v in first.arrays.items()}
-    return _encode(build_dataset(cfg, arrays))
+              for k, v in first.items()}
+    return encode(build_dataset(cfg, arrays, header.constants, header.attrs))
 
 
-def _chunk_dataset(res: ChunkResult) -> xr.Dataset:
+def _chunk_dataset(arrays: Mapping[str, np.ndarray]) -> xr.Dataset:
     """The draw-dimensioned variables of one chunk, ready for a region write (no coordinates)."""
-    return xr.Dataset({name: (dims, res.arrays[name]) for name, (dims, _, _) in SCHEMA.items()
-                       if name in res.arrays and dims[0] == "draw"})
+    return xr.Dataset({name: (dims, arrays[name]) for name, (dims, _, _) in SCHEMA.items()
+                       if name in arrays and dims[0] == "draw"})
 
 
 # --------------------------------------------------------------------------------------------------------
 # A run written chunk by chunk
 # --------------------------------------------------------------------------------------------------------
-class ZarrRun:
-    """Writer of one run store; use through :func:`run_zarr`.
+class ZarrSink:
+    """A resumable Zarr run store as a :class:`~leadsim.io.sink.Sink`: one region write per chunk of draws.
 
     Parameters
     ----------
-    path : Path
+    path : path
         The store folder (``*.zarr``).
-    cfg : Config
-        The run's config.
-    manifest : Manifest
-        The store's manifest (fresh, or read back for a resume).
-    exists : bool
-        Whether the store is already on disk (a resume); otherwise it is created at the first chunk.
+    resume : bool
+        Continue an interrupted store (same config required; threads may differ); :meth:`open` then returns
+        only the chunks not yet written. A store that does not exist yet is simply started.
+    overwrite : bool
+        Replace an existing run store (the old one is removed only once the new one is initialised).
+
+    Notes
+    -----
+    Raised by :meth:`open`, before any work: :class:`~leadsim.errors.StoreError` when the store exists
+    without ``resume``/``overwrite`` or is not a leadsim run store; :class:`~leadsim.errors.ResumeMismatchError`
+    when ``resume`` meets a different config, naming each changed key.
     """
 
-    def __init__(self, path: Path, cfg: Config, manifest: Manifest, exists: bool):
-        self.path = path
-        self.cfg = cfg
-        self.manifest = manifest
-        self.exists = exists
+    def __init__(self, path: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False):
+        self.path = Path(path)
+        self.resume = resume
+        self.overwrite = overwrite
+        self.cfg: Config | None = None
+        self.header: RunHeader | None = None
+        self.manifest: Manifest | None = None
+        self.exists = False
 
-    def _create(self, first: ChunkResult) -> None:
-        _clean_stale(self.path)
-        tmp = _tmp_sibling(self.path, "tmp")
-        try:
-            tmpl = _template(self.cfg, first)
+    def open(self, cfg: Config, header: RunHeader, chunks: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+        _require_zarr()
+        self.cfg, self.header = cfg, header
+        self.manifest, self.exists = _prepare(self.path, cfg, self.resume, self.overwrite)
+        missing = set(self.manifest.missing_bounds())
+        return [b for b in chunks if b in missing]
+
+    def _create(self, first: Mapping[str, np.ndarray]) -> None:
+        assert self.cfg is not None and self.header is not None and self.manifest is not None
+        clean_stale_temporaries(self.path)
+        with atomic_path(self.path, folder=True) as tmp:
+            tmpl = _template(self.cfg, self.header, first)
             with _quiet_zarr():
                 tmpl.to_zarr(tmp, mode="w-", compute=False,
                              encoding=_draw_encoding(tmpl, self.cfg.simulation.chunk_draws))
             write_manifest(tmp, self.manifest)
-            _install(tmp, self.path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         self.exists = True
 
-    def write_chunk(self, lo: int, hi: int, res: ChunkResult) -> None:
+    def save_chunk(self, start: int, stop: int, arrays: Mapping[str, np.ndarray]) -> None:
         """Write one chunk's region, then record it in the manifest (in that order)."""
+        if self.cfg is None or self.manifest is None:
+            raise RuntimeError("ZarrSink.save_chunk before open")
         c = self.cfg.simulation.chunk_draws
-        if lo % c or (hi - lo != c and hi != self.cfg.simulation.draws):
-            raise ValueError(f"chunk [{lo}, {hi}) is not aligned to chunk_draws = {c}")
+        if start % c or (stop - start != c and stop != self.cfg.simulation.draws):
+            raise ValueError(f"chunk [{start}, {stop}) is not aligned to chunk_draws = {c}")
         if not self.exists:
-            self._create(res)
+            self._create(arrays)
         with _quiet_zarr():
-            _chunk_dataset(res).to_zarr(self.path, region={"draw": slice(lo, hi)}, mode="r+")
-        self.manifest.mark_done(lo // c)
+            _chunk_dataset(arrays).to_zarr(self.path, region={"draw": slice(start, stop)}, mode="r+")
+        self.manifest.mark_done(start // c)
         write_manifest(self.path, self.manifest)
 
+    def close(self) -> None:
+        """Nothing to do: every chunk is on disk and in the manifest as soon as it is saved."""
 
-def _prepare(path: Path, cfg: Config, resume: bool, overwrite: bool) -> ZarrRun:
+    def abort(self) -> None:
+        """Keep the chunks written so far: ``--resume`` finishes the run."""
+
+
+def _prepare(path: Path, cfg: Config, resume: bool, overwrite: bool) -> tuple[Manifest, bool]:
+    """The manifest to run under and whether the store is already on disk (a resume)."""
     fresh = Manifest.for_config(cfg)
     if not path.exists():
-        return ZarrRun(path, cfg, fresh, exists=False)
+        return fresh, False
     if not path.is_dir():
         raise StoreError(f"{path} exists and is not a Zarr store (a folder)")
     old = read_manifest(path)
     if overwrite:
         if old is None and any(path.iterdir()):
             raise StoreError(f"{path} is not a leadsim run store (no {MANIFEST_NAME}); refusing to overwrite it")
-        return ZarrRun(path, cfg, fresh, exists=False)
+        return fresh, False
     if not resume:
         state = (f"complete, {old.n_chunks} chunks" if old and old.complete else
                  f"{old.n_done} of {old.n_chunks} chunks done" if old else "not a leadsim run")
@@ -374,67 +333,7 @@ def _prepare(path: Path, cfg: Config, resume: bool, overwrite: bool) -> ZarrRun:
         raise ResumeMismatchError([f"cannot resume {path}: the config differs from the store's "
                                    f"({len(changes)} change{'s' if len(changes) != 1 else ''}); use the same "
                                    "config, or --overwrite to start again", *changes])
-    return ZarrRun(path, cfg, old, exists=True)
-
-
-def run_zarr(cfg: Config, path: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False,
-             client: Client | None = None, threads: int | None = None, progress: bool | None = None,
-             on_chunk: Callable[[int, int, ChunkResult], None] | None = None) -> Manifest:
-    """Run a config into a resumable Zarr store, one region write per chunk of draws.
-
-    Parameters
-    ----------
-    cfg : Config
-        A validated config; ``simulation.chunk_draws`` is the Zarr chunk size along ``draw``.
-    path : path
-        The store folder, e.g. ``run.zarr``.
-    resume : bool
-        Continue an interrupted store (same config required; threads may differ). A store that does not
-        exist yet is simply started.
-    overwrite : bool
-        Replace an existing run store (the old one is removed only once the new one is initialised).
-    client : distributed.Client, optional
-        Run the chunks on a dask cluster (see :mod:`leadsim.distributed`); results are identical.
-    threads : int, optional
-        numba threads per dask task (default ``simulation.threads`` or 1); ignored without ``client``.
-    progress : bool, optional
-        Show a progress bar.
-    on_chunk : callable, optional
-        Called as ``on_chunk(start, stop, result)`` after each chunk is written and recorded.
-
-    Returns
-    -------
-    Manifest
-        The final manifest (``complete`` is True).
-
-    Raises
-    ------
-    StoreError
-        The store exists without ``resume``/``overwrite``, or is not a leadsim run store.
-    ResumeMismatchError
-        ``resume`` with a different config; the message names each changed key.
-    """
-    _require_zarr()
-    path = Path(path)
-    run = _prepare(path, cfg, resume, overwrite)
-    todo = run.manifest.missing_bounds()
-
-    def write(lo: int, hi: int, res: ChunkResult) -> None:
-        run.write_chunk(lo, hi, res)
-        if on_chunk is not None:
-            on_chunk(lo, hi, res)
-
-    if todo:
-        if client is None:
-            from leadsim.engine import run_draws
-
-            run_draws(cfg, chunks=todo, progress=progress, on_chunk=write, gather=False)
-        else:
-            from leadsim.distributed import run_draws_distributed
-
-            run_draws_distributed(cfg, client, chunks=todo, threads=threads, on_chunk=write, gather=False,
-                                  progress=progress)
-    return run.manifest
+    return old, True
 
 
 def open_store(path: str | os.PathLike[str], *, allow_incomplete: bool = False, load: bool = True) -> xr.Dataset:
@@ -475,14 +374,14 @@ def save_zarr(ds: xr.Dataset, path: str | os.PathLike[str], chunk_draws: int | N
     """
     _require_zarr()
     path = Path(path)
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        raise FileNotFoundError(f"output folder does not exist: {parent}")
     if path.exists() and not path.is_dir():
         raise StoreError(f"{path} exists and is not a Zarr store (a folder)")
     if path.exists() and any(path.iterdir()) and read_manifest(path) is None:
         raise StoreError(f"{path} is not a leadsim store (no {MANIFEST_NAME}); refusing to overwrite it")
-    cfg = _config_of(ds)
+    try:
+        cfg: Config | None = config_of(ds)
+    except ResultError:
+        cfg = None
     n = ds.sizes["draw"]
     chunk = chunk_draws or (cfg.simulation.chunk_draws if cfg is not None else n)
     manifest = None
@@ -490,29 +389,11 @@ def save_zarr(ds: xr.Dataset, path: str | os.PathLike[str], chunk_draws: int | N
         manifest = Manifest.for_config(cfg)
         manifest.chunks_done = [[0, manifest.n_chunks]] if manifest.n_chunks else []
         manifest.complete = True
-    _clean_stale(path)
-    tmp = _tmp_sibling(path, "tmp")
-    try:
-        enc = _encode(ds)
+    clean_stale_temporaries(path)
+    with atomic_path(path, folder=True) as tmp:
+        enc = encode(ds)
         with _quiet_zarr():
             enc.to_zarr(tmp, mode="w-", encoding=_draw_encoding(enc, max(1, chunk)))
         if manifest is not None:
             write_manifest(tmp, manifest)
-        _install(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
-
-
-def _config_of(ds: xr.Dataset) -> Config | None:
-    text = ds.attrs.get("config_toml")
-    if not text:
-        return None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return load_config(tomllib.loads(text))
-    except (ConfigError, tomllib.TOMLDecodeError):
-        return None
-

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from leadsim.config import Config, TrackPolicy, per_year
+from leadsim.schedules import marginal_bands
 
 __all__ = [
     "BenchmarkParts",
@@ -20,46 +21,15 @@ __all__ = [
     "blended_update",
     "convergence_weights",
     "discount_path",
-    "expected_truncation",
     "guardrailed_prospective",
     "historical_adjustment",
     "historical_baseline",
     "is_higher_spending",
-    "marginal_bands",
     "reach_rta_update",
     "risk_adjustment",
     "two_way_trend",
     "withhold_factor",
 ]
-
-
-def marginal_bands(x: np.ndarray, breakpoints: list[float] | np.ndarray,
-                   shares: list[float] | np.ndarray) -> np.ndarray:
-    """``sum_k s_k clip(x - b_k, 0, b_{k+1} - b_k)`` with ``b_K = inf``: a marginal band schedule.
-
-    Parameters
-    ----------
-    x : ndarray
-        Amounts, ``x >= 0`` (``|savings rate|``, dollars, ``|trend deviation|``).
-    breakpoints : sequence of float
-        ``b_0 = 0 < b_1 < ... < b_{K-1}``; the last band is open above.
-    shares : sequence of float
-        ``s_k``, the share of the part of ``x`` inside band ``k``.
-
-    Notes
-    -----
-    The one schedule behind risk corridors (methodology §3.4 [LEAD-2 / REACH]), stop-loss bands
-    (§3.2 [ASSUMED bands]) and the REACH RTA pass-through (§4 [REACH]). Continuous and piecewise linear
-    in ``x``; non-decreasing when every share is non-negative.
-    """
-    x = np.asarray(x, dtype=float)
-    b = np.asarray(breakpoints, dtype=float)
-    s = np.asarray(shares, dtype=float)
-    upper = np.append(b[1:], np.inf)
-    out = np.zeros_like(x)
-    for lo, hi, share in zip(b, upper, s, strict=True):
-        out = out + share * np.clip(x - lo, 0.0, hi - lo)
-    return out
 
 
 def is_higher_spending(cfg: Config) -> bool:
@@ -74,58 +44,33 @@ def is_higher_spending(cfg: Config) -> bool:
     return cfg.aco.historical_to_regional > 1.0
 
 
-def expected_truncation(cfg: Config) -> np.ndarray:
-    """Expected per-beneficiary spending removed by truncation in the base year, PBPM per population.
-
-    Returns
-    -------
-    ndarray, shape (3,)
-        ``E[(m_p Q_p(Z) - cap_0)^+] / 12`` with ``Z ~ N(0, 1)``, ``m_p`` the population's mean annual
-        cost and ``cap_0 = truncation_cap / (1 + mu_p)`` the cap deflated from start-year to base-year
-        dollars by the expected national growth; zeros when no truncation cap is set.
-
-    Notes
-    -----
-    MSSP truncates each beneficiary's annual Parts A+B spending at the national 99th percentile in the
-    benchmark years *and* in the performance years [MSSP, 42 CFR 425.601/425.605]. The kernel truncates
-    the performance years; this is the matching base-year amount, so that the historical baseline is on
-    the same truncated basis [ASSUMED: closed form under the population's spliced marginal at its mean
-    cost, by quadrature on the kernel's latent grid; the stationary cohort's decedent uplift is left out,
-    a second-order difference].
-    """
-    from leadsim.model.marginals import SplicedMarginal, latent_grid
-
-    cap = cfg.policy.stop_loss.truncation_cap
-    out = np.zeros(3)
-    if cap is None:
-        return out
-    z = latent_grid()
-    w = np.exp(-0.5 * z * z)
-    w /= w.sum()
-    mu = cfg.trend.national_mean.ordered()
-    for j, pop in enumerate(cfg.population.ordered()):
-        q = SplicedMarginal(pop.zero_share, pop.sigma, pop.tail_start, pop.tail_alpha).quantile_of_latent(z)
-        out[j] = float(w @ np.maximum(pop.mean_annual_cost * q - cap / (1.0 + mu[j]), 0.0)) / 12.0
-    return out
-
-
-def historical_baseline(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+def historical_baseline(cfg: Config, base_truncation: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Historical baseline ``H`` and regional rate ``R``, PBPM per population, before REA/PSA.
+
+    Parameters
+    ----------
+    cfg : Config
+    base_truncation : ndarray (3,), optional
+        Expected base-year spending removed by truncation, PBPM per population
+        (:func:`leadsim.model.outliers.expected_truncation`); zeros when omitted or when no truncation cap
+        is set.
 
     Notes
     -----
     ``H = mean_annual_cost / 12`` (design.md) and ``R = H / historical_to_regional`` (methodology §2.1,
     inputs). When per-beneficiary truncation is the outlier rule (MSSP [MSSP]), ``H`` is put on the
-    truncated basis by subtracting :func:`expected_truncation`, and ``R`` follows from it [ASSUMED]:
+    truncated basis by subtracting ``base_truncation``, and ``R`` follows from it [ASSUMED]:
     otherwise a benchmark from untruncated history against truncated performance-year spending hands the
     ACO a systematic saving (about 1% of benchmark at the default calibration). Stop-loss is different:
     the ACO buys it with a charge, so the benchmark stays untruncated.
     """
-    h = np.array([p.mean_annual_cost for p in cfg.population.ordered()]) / 12.0 - expected_truncation(cfg)
+    h = np.array([p.mean_annual_cost for p in cfg.population.ordered()]) / 12.0
+    if base_truncation is not None and cfg.policy.stop_loss.truncation_cap is not None:
+        h = h - np.asarray(base_truncation, dtype=float)
     return h, h / cfg.aco.historical_to_regional
 
 
-def historical_adjustment(cfg: Config, track: TrackPolicy) -> np.ndarray:
+def historical_adjustment(cfg: Config, track: TrackPolicy, base_truncation: np.ndarray | None = None) -> np.ndarray:
     """REA or PSA added to the historical baseline, PBPM per population.
 
     Notes
@@ -139,7 +84,7 @@ def historical_adjustment(cfg: Config, track: TrackPolicy) -> np.ndarray:
     population.
     """
     b = cfg.policy.benchmark
-    h, r = historical_baseline(cfg)
+    h, r = historical_baseline(cfg, base_truncation)
     nat = np.array([p.national_annual_cost or p.mean_annual_cost for p in cfg.population.ordered()]) / 12.0
     cap = (b.rea_cap_renewing if cfg.aco.renewing_from_mssp else b.rea_cap) * nat
     rea = np.clip(b.rea_share * (r - h), 0.0, cap)
@@ -267,7 +212,8 @@ def _cum(growth: np.ndarray) -> np.ndarray:
 
 def benchmark_pbpm(cfg: Config, track_name: str, national_growth: np.ndarray, regional_growth: np.ndarray,
                    prospective_growth: np.ndarray, risk_score: np.ndarray, quality: np.ndarray,
-                   spending_pbpm: np.ndarray | None = None) -> BenchmarkParts:
+                   spending_pbpm: np.ndarray | None = None, base_truncation: np.ndarray | None = None
+                   ) -> BenchmarkParts:
     """Benchmark PBPM of one track for every draw, year and population.
 
     Parameters
@@ -283,6 +229,8 @@ def benchmark_pbpm(cfg: Config, track_name: str, national_growth: np.ndarray, re
     quality : ndarray (draws, years)
     spending_pbpm : ndarray (draws, years, 3), optional
         Realised spending PBPM (net of outlier relief); needed only for rebasing (MSSP comparator).
+    base_truncation : ndarray (3,), optional
+        Expected base-year spending removed by truncation, PBPM (see :func:`historical_baseline`).
 
     Notes
     -----
@@ -304,8 +252,8 @@ def benchmark_pbpm(cfg: Config, track_name: str, national_growth: np.ndarray, re
     assert track is not None
     n_years = cfg.simulation.years
     years = np.asarray(cfg.years)
-    h, r = historical_baseline(cfg)
-    h_adj = h + historical_adjustment(cfg, track)
+    h, r = historical_baseline(cfg, base_truncation)
+    h_adj = h + historical_adjustment(cfg, track, base_truncation)
 
     tw = two_way_trend(_cum(national_growth), _cum(regional_growth), cfg.trend.national_weight)
     p_cum = np.cumprod(1.0 + prospective_growth, axis=0)[None, :, :]

@@ -11,96 +11,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leadsim.config import Config, TrackPolicy, per_year
-from leadsim.ledger.benchmark import is_higher_spending, marginal_bands
-from leadsim.model.marginals import SplicedMarginal, death_probability
+from leadsim.config import Config, TrackPolicy
+from leadsim.ledger.benchmark import is_higher_spending
+from leadsim.schedules import marginal_bands
 
 __all__ = [
     "Settlement",
     "corridor_share",
     "financial_guarantee",
-    "price_stop_loss",
     "settle",
-    "stop_loss_payout",
 ]
-
-
-def stop_loss_payout(x: np.ndarray, attachments: np.ndarray, shares: np.ndarray) -> np.ndarray:
-    """Per-beneficiary stop-loss payout ``sum_k s_k clip(x - a_k, 0, a_{k+1} - a_k)``, ``a_K = inf``.
-
-    Notes
-    -----
-    REACH offered CMS stop-loss on annual per-beneficiary spending in bands [REACH]; LEAD's terms are
-    unpublished, default 50% of $125k-250k, 75% of $250k-500k, 90% above $500k [ASSUMED]. The numba
-    kernel applies the same formula inside its beneficiary loop.
-    """
-    return marginal_bands(np.maximum(x, 0.0), attachments, shares)
-
-
-def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_grid: np.ndarray, latent_law: np.ndarray,
-                    entrant_share: np.ndarray | None = None) -> np.ndarray:
-    """Stop-loss charge PBPM per year and population, priced before the year (closed form).
-
-    Parameters
-    ----------
-    unit_mean : ndarray (3,)
-        Mean annual cost per unit of ``Q`` in the base year (``mean / kappa``, :mod:`leadsim.model.stationary`).
-    latent_grid : ndarray (G,)
-        Latent grid.
-    latent_law : ndarray (3, G)
-        Probabilities of a continuing member's latent during a year, per population, on ``latent_grid``
-        (the stationary cohort's, :class:`leadsim.model.stationary.Stationary`).
-    entrant_share : ndarray (3,), optional
-        Entrants' share of the beneficiaries aligned in a year (stationary cohort, the first year
-        included); default none.
-
-    Returns
-    -------
-    ndarray, shape (years, 3)
-        ``(1 + loading) x E[payout] / E[member-months]`` under the model's own calibration and expected
-        trend; zero when stop-loss is not elected.
-
-    Notes
-    -----
-    Priced by summation over the stationary cohort's latent law, at the expected mean cost
-    ``m_t = unit_mean x (1 + mu_p)^t x (1 + care management)`` with
-    attachments trended by expected national growth. A beneficiary dies in the year with probability
-    ``D(z) = Phi((beta z - Phi^{-1}(1 - q)) / sqrt(1 - beta^2))`` and then spends ``k`` times the
-    annual draw over six months; survivors twelve. A share ``entrant_share`` of the beneficiaries are
-    entrants (``z ~ N(0, 1)``, half the annual draw over six months, no death). No macro noise enters
-    the price: trend risk stays with the ACO, as with CMS's prospectively priced charge [REACH]; since
-    payouts are convex in the mean cost, the realised loading is a little below ``loading`` when trend
-    is uncertain.
-    """
-    sl = cfg.policy.stop_loss
-    n_years = cfg.simulation.years
-    out = np.zeros((n_years, 3))
-    if not sl.enabled:
-        return out
-    z = np.asarray(latent_grid, dtype=float)
-    phi = np.exp(-0.5 * z * z)
-    phi /= phi.sum()
-    mu = np.asarray(cfg.trend.national_mean.ordered())
-    cm = np.asarray(per_year(cfg.aco.care_management_effect, n_years))
-    attach = np.asarray(sl.attachments)
-    shares = np.asarray(sl.shares)
-    for j, pop in enumerate(cfg.population.ordered()):
-        marg = SplicedMarginal(pop.zero_share, pop.sigma, pop.tail_start, pop.tail_alpha)
-        q = marg.quantile_of_latent(z)
-        dz = death_probability(z, pop.mortality, pop.death_risk_beta)
-        w = np.asarray(latent_law[j], dtype=float)
-        months = float(w @ ((1.0 - dz) * 12.0 + dz * 6.0))
-        share = 0.0 if entrant_share is None else float(entrant_share[j])
-        for t in range(n_years):
-            m = unit_mean[j] * (1.0 + mu[j]) ** (t + 1) * (1.0 + cm[t])
-            a = attach * (1.0 + mu[j]) ** t
-            pay = float(w @ ((1.0 - dz) * stop_loss_payout(m * q, a, shares) + dz * stop_loss_payout(
-                pop.death_multiplier * m * q, a, shares)))
-            s_t = share
-            pay_ent = float(phi @ stop_loss_payout(0.5 * m * q, a, shares))
-            out[t, j] = (1.0 + sl.loading) * ((1.0 - s_t) * pay + s_t * pay_ent) / (
-                (1.0 - s_t) * months + s_t * 6.0)
-    return out
 
 
 def corridor_share(rate: np.ndarray, track: TrackPolicy, quality: np.ndarray | None = None) -> np.ndarray:
@@ -179,7 +99,7 @@ def settle(cfg: Config, track_name: str, benchmark_pbpm: np.ndarray, member_mont
         From the cohort kernel; ``stop_loss_payout`` is the outlier relief (stop-loss payout, or the
         amount removed by truncation).
     charge_pbpm : ndarray (years, 3)
-        Stop-loss charge from :func:`price_stop_loss`.
+        Stop-loss charge PBPM, priced before the year (:func:`leadsim.model.outliers.price_stop_loss`).
     quality : ndarray (draws, years)
 
     Notes

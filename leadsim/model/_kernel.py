@@ -1,10 +1,12 @@
 """The numba kernels: aligned beneficiaries over the performance years, one draw at a time.
 
-All kernels live here (numba's cache does not see changes across files), take arrays and plain scalars,
-use ``cache=True`` and no ``fastmath`` (stop-loss bands and death thresholds use ``inf``). Their numpy
-twins are in :mod:`leadsim.testing.reference`; tests check that both agree to rounding.
+Every ``@njit`` function and every constant a kernel reads lives here: numba's disk cache is keyed on the
+source file of the compiled function only, so a helper or constant in another module could change while a
+user keeps running the stale compiled kernel. Kernels take arrays, plain scalars and one
+:class:`KernelParams` structure, use ``cache=True`` and no ``fastmath`` (stop-loss bands and death thresholds
+use ``inf``). Their numpy twins are in :mod:`leadsim.testing.reference`; tests check that both agree to rounding.
 
-Model of one draw (calibration.md §1)
+Model of one draw (docs/calibration.md §1)
 -------------------------------------
 Slots ``0 .. n_slots-1`` each hold at most one beneficiary per year. At the start of year ``t`` vacant
 slots (lowest index first) are filled with entrants until the aligned count reaches ``target[t]``. Then,
@@ -28,10 +30,12 @@ is the base year (the initial cohort's latent), performance year ``i`` uses inde
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
 
-__all__ = ["OUT_FIELDS", "cohort_chunk", "dies", "floor_chunk", "simulate_draw"]
+__all__ = ["OUT_FIELDS", "KernelParams", "cohort_chunk", "dies", "floor_chunk", "simulate_draw"]
 
 # ---------------------------------------------------------------------------------------------------------
 # Constants every kernel reads (numba freezes module globals into the compiled code: they live here)
@@ -175,35 +179,110 @@ def inverse_cdf(nodes, cdf, p, u):
     return nodes[lo] + (u - c0) / (cdf[p, hi] - c0) * (nodes[hi] - nodes[lo])
 
 
+class KernelParams(NamedTuple):
+    """Every draw-independent input of the cohort kernel, built once per run by
+    :func:`leadsim.model.cohort.cohort_model` (arrays and plain scalars; numba passes it as one tuple)."""
+
+    seed: np.uint64
+    target: np.ndarray         # (years,) int64: aligned count at the start of each year
+    init_pop: np.ndarray       # (slots0,) int8: population of each initial slot; + FIRST_YEAR: aligned in PY1
+    init_nodes: np.ndarray     # (G + 1,) bin edges of the initial cohort's latent law
+    init_cdf: np.ndarray       # (3, G + 1) its cdf: the base-year latent is drawn by inversion
+    qtab: np.ndarray           # (3, G) Q_p on the latent grid
+    prostab: np.ndarray        # (3, G) prospective risk score table
+    conctab: np.ndarray        # (3, G) concurrent risk score table
+    entrant_score: np.ndarray  # (3,) prospective score of an entrant
+    z0: np.ndarray             # (3,) zero-spending latent threshold
+    rho: np.ndarray            # (3,) latent persistence
+    death_c: np.ndarray        # (3,) Phi^{-1}(1 - q), inf when q = 0
+    beta: np.ndarray           # (3,) death-risk loading
+    death_mult: np.ndarray     # (3,) death-year spending multiplier
+    exit_rate: np.ndarray      # (3,) non-death exits
+    sig_r: np.ndarray          # (3,) sqrt(R^2) of the concurrent risk model
+    concurrent: np.ndarray     # (3,) bool: population scored concurrently (High Needs)
+    hn_rate: float             # A&D -> High Needs per year
+    esrd_rate: float           # A&D -> ESRD per year
+    mix_cum: np.ndarray        # (2,) cumulative entrant mix: A&D, A&D + ESRD
+    attach: np.ndarray         # (K,) stop-loss attachments (start-year dollars)
+    sl_share: np.ndarray       # (K,) stop-loss shares
+    relief_mode: int           # RELIEF_NONE, RELIEF_STOP_LOSS or RELIEF_TRUNCATION
+    trunc_cap: float           # truncation cap (start-year dollars), inf when unset
+    outlier_thr: float         # outlier count threshold (start-year dollars)
+
+
+# slot states
+VACANT, CONTINUING, ENTRANT, FIRST_YEAR_ENTRANT = 0, 1, 2, 3
+FIRST_YEAR = 3
+"""Offset of a population code in ``init_pop`` for a beneficiary aligned during the first performance year."""
+# outlier relief
+RELIEF_NONE, RELIEF_STOP_LOSS, RELIEF_TRUNCATION = 0, 1, 2
+# member-months of a full year, and of a year of entry or death (mid-year on average)
+FULL_YEAR, HALF_YEAR = 12.0, 6.0
+ENTRANT_EXPOSURE = 0.5
+"""An entrant's spending is half a year's draw."""
+
+
+@nb.njit(cache=True, inline="always")
+def n_slots_of(target, init_pop):
+    """Slots a draw needs: the largest aligned count of any year, or the initial cohort if larger."""
+    n = 0
+    for t in range(target.shape[0]):
+        if target[t] > n:
+            n = target[t]
+    if init_pop.shape[0] > n:
+        n = init_pop.shape[0]
+    return n
+
+
+@nb.njit(cache=True, inline="always")
+def fill_vacancies(state, need):
+    """Entrants fill vacant slots, lowest index first, until ``need`` are placed."""
+    i = 0
+    n = state.shape[0]
+    while need > 0 and i < n:
+        if state[i] == VACANT:
+            state[i] = ENTRANT
+            need -= 1
+        i += 1
+
+
+@nb.njit(cache=True, inline="always")
+def outlier_relief(x, mode, lo_b, hi_b, sl_share, p, cap):
+    """Stop-loss payout ``sum_k s_k clip(x - a_k, 0, a_{k+1} - a_k)`` or truncation ``max(x - cap, 0)``."""
+    relief = 0.0
+    if mode == RELIEF_STOP_LOSS:
+        for b in range(lo_b.shape[1]):
+            lo = lo_b[p, b]
+            if x <= lo:
+                break
+            relief += sl_share[b] * (min(x, hi_b[p, b]) - lo)
+    elif mode == RELIEF_TRUNCATION and x > cap:
+        relief = x - cap
+    return relief
+
+
 @nb.njit(cache=True)
-def simulate_draw(seed, draw, target, init_pop, init_nodes, init_cdf, qtab, prostab, conctab, entrant_score,
-                  z0, rho, death_c, beta,
-                  death_mult, exit_rate, sig_r, concurrent, hn_rate, esrd_rate, mix_cum, mean, sl_scale,
-                  attach, sl_share, sl_mode, trunc_cap, outlier_thr, out, record, rec_pop, rec_mm,
-                  rec_spend, rec_died):
+def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_spend, rec_died):
     """Simulate one draw; accumulate into ``out[year, population, field]`` (see :data:`OUT_FIELDS`).
 
-    ``mean[year, p]`` and ``sl_scale[year, p]`` are this draw's realised mean annual cost and the
-    attachment trend. With ``record`` the slot-level panel is written to ``rec_*[slot, year]``.
+    ``kp`` is the run's :class:`KernelParams`; ``mean[year, p]`` and ``sl_scale[year, p]`` are this draw's
+    realised mean annual cost and the attachment trend. With ``record`` the slot-level panel is written to
+    ``rec_*[slot, year]``.
 
     The latent innovation is the first Box-Muller normal ``r cos(t)``; the death noise ``r sin(t)`` is only
     compared with a threshold, so :func:`dies` avoids ``sin`` except near it. Per-year thresholds are
     computed once and sums are kept in a small local array, in slot order (same bits as summing in ``out``).
     """
-    n_years = target.shape[0]
-    n_slots = 0
-    for t in range(n_years):
-        if target[t] > n_slots:
-            n_slots = target[t]
-    if init_pop.shape[0] > n_slots:
-        n_slots = init_pop.shape[0]
-    n_bands = attach.shape[0]
+    n_years = kp.target.shape[0]
+    n_slots = n_slots_of(kp.target, kp.init_pop)
+    n_bands = kp.attach.shape[0]
     s_draw = np.uint64(draw)
-    # per-draw scratch (struct of arrays over slots; occupied slots are compacted into occ[0:n_occ])
+    rho, beta, sig_r = kp.rho, kp.beta, kp.sig_r
+    # per-draw scratch (struct of arrays over slots)
     keys = np.empty(n_slots, dtype=np.uint64)
     z = np.zeros(n_slots)
     pop = np.zeros(n_slots, dtype=np.int8)
-    state = np.zeros(n_slots, dtype=np.int8)  # 0 vacant, 1 continuing, 2 entrant, 3 first-year entrant
+    state = np.zeros(n_slots, dtype=np.int8)
     acc = np.empty((3, len(OUT_FIELDS)))
     lo_b = np.empty((3, n_bands))
     hi_b = np.empty((3, n_bands))
@@ -214,42 +293,35 @@ def simulate_draw(seed, draw, target, init_pop, init_nodes, init_cdf, qtab, pros
     sig_s = np.sqrt(1.0 - sig_r * sig_r)
     active = 0
     for i in range(n_slots):
-        keys[i] = key(seed, s_draw, np.uint64(i))
-    for i in range(init_pop.shape[0]):
-        p = init_pop[i]
-        if p >= 3:  # aligned during the first year, population preset (counts follow the mix)
-            state[i] = 3
-            pop[i] = p - 3
+        keys[i] = key(kp.seed, s_draw, np.uint64(i))
+    for i in range(kp.init_pop.shape[0]):
+        p = kp.init_pop[i]
+        if p >= FIRST_YEAR:  # aligned during the first year, population preset (counts follow the mix)
+            state[i] = FIRST_YEAR_ENTRANT
+            pop[i] = p - FIRST_YEAR
         else:
-            state[i] = 1
+            state[i] = CONTINUING
             pop[i] = p
-            z[i] = inverse_cdf(init_nodes, init_cdf, p, uniforms(word(keys[i], _S_LATENT))[0])  # base-year
+            z[i] = inverse_cdf(kp.init_nodes, kp.init_cdf, p, uniforms(word(keys[i], _S_LATENT))[0])  # base-year
         active += 1
 
     for t in range(n_years):
-        # entrants fill vacancies, lowest slot first
-        need = target[t] - active
-        i = 0
-        while need > 0 and i < n_slots:
-            if state[i] == 0:
-                state[i] = 2
-                need -= 1
-            i += 1
+        fill_vacancies(state, kp.target[t] - active)
         base = np.uint64(t + 1) * _NS
         # this year's thresholds (the same products the rules use, computed once)
         for q in range(3):
             sc = sl_scale[t, q]
-            cap_t[q] = trunc_cap * sc
-            thr_t[q] = outlier_thr * sc
+            cap_t[q] = kp.trunc_cap * sc
+            thr_t[q] = kp.outlier_thr * sc
             for b in range(n_bands):
-                lo_b[q, b] = attach[b] * sc
-                hi_b[q, b] = attach[b + 1] * sc if b + 1 < n_bands else np.inf
+                lo_b[q, b] = kp.attach[b] * sc
+                hi_b[q, b] = kp.attach[b + 1] * sc if b + 1 < n_bands else np.inf
             for f in range(len(OUT_FIELDS)):
                 acc[q, f] = out[t, q, f]
         active = 0
         for i in range(n_slots):
             st = state[i]
-            if st == 0:
+            if st == VACANT:
                 continue
             k = keys[i]
             u1, u2 = uniforms(word(k, base + _S_LATENT))
@@ -259,59 +331,51 @@ def simulate_draw(seed, draw, target, init_pop, init_nodes, init_cdf, qtab, pros
             e1 = r * cos_a
             u_exit, u_pop = uniforms(word(k, base + _S_EVENTS))
             died = False
-            if st >= 2:
-                if st == 3:
+            if st >= ENTRANT:
+                if st == FIRST_YEAR_ENTRANT:
                     p = pop[i]
-                elif u_pop < mix_cum[0]:
+                elif u_pop < kp.mix_cum[0]:
                     p = _AD
-                elif u_pop < mix_cum[1]:
+                elif u_pop < kp.mix_cum[1]:
                     p = _ESRD
                 else:
                     p = _HN
                 zn = e1
-                score = entrant_score[p]
-                mm = 6.0
-                factor = 0.5
+                score = kp.entrant_score[p]
+                mm = HALF_YEAR
+                factor = ENTRANT_EXPOSURE
             else:
                 p = pop[i]
                 if p == _AD:
-                    if u_pop < esrd_rate:
+                    if u_pop < kp.esrd_rate:
                         p = _ESRD
-                    elif u_pop < esrd_rate + hn_rate:
+                    elif u_pop < kp.esrd_rate + kp.hn_rate:
                         p = _HN
                 zp = z[i]
                 zn = rho[p] * zp + rho_s[p] * e1
-                score = interp(prostab, p, zp)
-                if dies(k, base + _S_LATENT, r, ang, cos_a, beta[p] * zn, beta_s[p], death_c[p]):
+                score = interp(kp.prostab, p, zp)
+                if dies(k, base + _S_LATENT, r, ang, cos_a, beta[p] * zn, beta_s[p], kp.death_c[p]):
                     died = True
-                    mm = 6.0
-                    factor = death_mult[p]
+                    mm = HALF_YEAR
+                    factor = kp.death_mult[p]
                 else:
-                    mm = 12.0
+                    mm = FULL_YEAR
                     factor = 1.0
-            if concurrent[p]:
+            if kp.concurrent[p]:
                 nu = normals(word(k, base + _S_SIGNAL))[0]
-                score = interp(conctab, p, sig_r[p] * zn + sig_s[p] * nu)
-            if zn <= z0[p]:
+                score = interp(kp.conctab, p, sig_r[p] * zn + sig_s[p] * nu)
+            if zn <= kp.z0[p]:
                 x = 0.0
             else:
-                x = mean[t, p] * factor * interp(qtab, p, zn)
-            relief = 0.0
-            if sl_mode == 1:
-                for b in range(n_bands):
-                    lo = lo_b[p, b]
-                    if x <= lo:
-                        break
-                    relief += sl_share[b] * (min(x, hi_b[p, b]) - lo)
-            elif sl_mode == 2 and x > cap_t[p]:
-                relief = x - cap_t[p]
+                x = mean[t, p] * factor * interp(kp.qtab, p, zn)
+            relief = outlier_relief(x, kp.relief_mode, lo_b, hi_b, kp.sl_share, p, cap_t[p])
             if x > thr_t[p]:
                 acc[p, _OUTLIERS] += 1.0
             acc[p, _MM] += mm
             acc[p, _SPEND] += x
             acc[p, _PAYOUT] += relief
             acc[p, _RISKW] += mm * score
-            if st >= 2:
+            if st >= ENTRANT:
                 acc[p, _ENTRANTS] += 1.0
             if record:
                 rec_pop[i, t] = p
@@ -322,11 +386,11 @@ def simulate_draw(seed, draw, target, init_pop, init_nodes, init_cdf, qtab, pros
             pop[i] = p
             if died:
                 acc[p, _DEATHS] += 1.0
-                state[i] = 0
-            elif u_exit <= exit_rate[p]:
-                state[i] = 0
+                state[i] = VACANT
+            elif u_exit <= kp.exit_rate[p]:
+                state[i] = VACANT
             else:
-                state[i] = 1
+                state[i] = CONTINUING
                 active += 1
         for q in range(3):
             for f in range(len(OUT_FIELDS)):
@@ -334,9 +398,7 @@ def simulate_draw(seed, draw, target, init_pop, init_nodes, init_cdf, qtab, pros
 
 
 @nb.njit(cache=True, parallel=True)
-def cohort_chunk(seed, draws, target, init_pop, init_nodes, init_cdf, qtab, prostab, conctab, entrant_score,
-                 z0, rho, death_c, beta, death_mult, exit_rate, sig_r, concurrent, hn_rate, esrd_rate, mix_cum,
-                 mean, sl_scale, attach, sl_share, sl_mode, trunc_cap, outlier_thr, out):
+def cohort_chunk(kp, draws, mean, sl_scale, out):
     """Simulate the draws of one chunk in parallel; ``out[d, year, population, field]`` (zeroed by caller).
 
     Each draw is computed by one thread from its own keyed streams and written to its own row, so
@@ -346,11 +408,7 @@ def cohort_chunk(seed, draws, target, init_pop, init_nodes, init_cdf, qtab, pros
     empty_f8 = np.zeros((0, 0))
     empty_b = np.zeros((0, 0), dtype=np.bool_)
     for d in nb.prange(draws.shape[0]):
-        simulate_draw(seed, draws[d], target, init_pop, init_nodes, init_cdf, qtab, prostab, conctab,
-                      entrant_score, z0, rho, death_c, beta, death_mult, exit_rate, sig_r, concurrent, hn_rate,
-                      esrd_rate, mix_cum, mean[d],
-                      sl_scale[d], attach, sl_share, sl_mode, trunc_cap, outlier_thr, out[d], False,
-                      empty_i8, empty_f8, empty_f8, empty_b)
+        simulate_draw(kp, draws[d], mean[d], sl_scale[d], out[d], False, empty_i8, empty_f8, empty_f8, empty_b)
 
 
 @nb.njit(cache=True, parallel=True)

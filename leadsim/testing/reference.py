@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leadsim.engine import CohortModel
-from leadsim.model._kernel import OUT_FIELDS
+from leadsim.model._kernel import OUT_FIELDS, RELIEF_STOP_LOSS, RELIEF_TRUNCATION, KernelParams
 from leadsim.model.marginals import interp_table
 from leadsim.model.rng import N_STREAMS, Stream, key_np, normals_np, uniforms_np, word_np
 
@@ -61,22 +60,22 @@ def _interp_rows(table: np.ndarray, pop: np.ndarray, z: np.ndarray) -> np.ndarra
     return out
 
 
-def _relief(model: CohortModel, x: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def _relief(kp: KernelParams, x: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Outlier relief per beneficiary-year: banded stop-loss payout, or the amount truncated (step 5).
 
     ``scale`` is the attachment trend of each element. Bands are few, so the loop is over bands, in the
     kernel's order (the payout sums band by band).
     """
     relief = np.zeros_like(x)
-    if model.sl_mode == 1:
-        n_bands = model.attach.shape[0]
+    if kp.relief_mode == RELIEF_STOP_LOSS:
+        n_bands = kp.attach.shape[0]
         for b in range(n_bands):
-            lo = model.attach[b] * scale
-            hi = model.attach[b + 1] * scale if b + 1 < n_bands else np.full_like(x, np.inf)
+            lo = kp.attach[b] * scale
+            hi = kp.attach[b + 1] * scale if b + 1 < n_bands else np.full_like(x, np.inf)
             above = x > lo
-            relief = np.where(above, relief + model.sl_share[b] * (np.minimum(x, hi) - lo), relief)
-    elif model.sl_mode == 2:
-        cap = model.trunc_cap * scale
+            relief = np.where(above, relief + kp.sl_share[b] * (np.minimum(x, hi) - lo), relief)
+    elif kp.relief_mode == RELIEF_TRUNCATION:
+        cap = kp.trunc_cap * scale
         relief = np.where(x > cap, x - cap, 0.0)
     return relief
 
@@ -96,13 +95,13 @@ def inverse_cdf_np(nodes: np.ndarray, cdf: np.ndarray, p: np.ndarray, u: np.ndar
     return out
 
 
-def cohort_reference(model: CohortModel, draw: int, mean: np.ndarray, scale: np.ndarray, *,
+def cohort_reference(kp: KernelParams, draw: int, mean: np.ndarray, scale: np.ndarray, *,
                      return_panel: bool = False) -> np.ndarray | tuple[np.ndarray, ReferencePanel]:
     """Simulate one draw of the aligned cohort with numpy (twin of :func:`leadsim.model._kernel.simulate_draw`).
 
     Parameters
     ----------
-    model : CohortModel
+    kp : KernelParams
         Draw-independent inputs, from :func:`leadsim.engine.cohort_model`.
     draw : int
         Draw index (part of the random-number address).
@@ -122,7 +121,7 @@ def cohort_reference(model: CohortModel, draw: int, mean: np.ndarray, scale: np.
 
     Notes
     -----
-    One year (calibration.md §1; numbering as in :mod:`leadsim.model._kernel`):
+    One year (docs/calibration.md §1; numbering as in :mod:`leadsim.model._kernel`):
 
     0. vacant slots, lowest index first, take entrants until the aligned count reaches ``target[t]``;
     1. A&D -> ESRD if ``u_pop < esrd_rate``, else -> High Needs if ``u_pop < esrd_rate + hn_rate``; an
@@ -142,9 +141,9 @@ def cohort_reference(model: CohortModel, draw: int, mean: np.ndarray, scale: np.
     (year index 0). The kernel sums slot by slot, this twin with numpy's pairwise sums, so money fields
     agree to rounding, not bit for bit.
     """
-    m = model
+    m = kp
     n_years = m.target.shape[0]
-    n_slots = m.n_slots
+    n_slots = int(max(m.target.max(initial=0), m.init_pop.shape[0]))
     n_init = m.init_pop.shape[0]
     rho_s = np.sqrt(1.0 - m.rho * m.rho)
     beta_s = np.sqrt(1.0 - m.beta * m.beta)
@@ -250,12 +249,12 @@ def cohort_reference(model: CohortModel, draw: int, mean: np.ndarray, scale: np.
     return out
 
 
-def reference_chunk(model: CohortModel, draws: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def reference_chunk(kp: KernelParams, draws: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """:func:`cohort_reference` for several draws (twin of :func:`leadsim.engine.run_cohort`).
 
     Parameters
     ----------
-    model : CohortModel
+    kp : KernelParams
     draws : ndarray of int, shape (n,)
     mean, scale : ndarray, shape (n, years, 3)
 
@@ -264,7 +263,7 @@ def reference_chunk(model: CohortModel, draws: np.ndarray, mean: np.ndarray, sca
     ndarray, shape (n, years, 3, len(OUT_FIELDS))
     """
     draws = np.asarray(draws, dtype=np.int64)
-    return np.stack([cohort_reference(model, int(d), mean[j], scale[j]) for j, d in enumerate(draws)])
+    return np.stack([cohort_reference(kp, int(d), mean[j], scale[j]) for j, d in enumerate(draws)])
 
 
 def floor_reference(seed: int, draws: np.ndarray, n_slots: int, n_years: int, sigma: float) -> np.ndarray:
