@@ -92,7 +92,7 @@ def summary_text(ds) -> str:
     total = "present value" if rate > 0 else "total"
     s = summarize(ds, levels=[0.99]).sel(level=0.99)
     hor = s.sel(period=HORIZON)
-    worst_year = value_at_risk(ds["net_settlement"].min("year"), 0.99)
+    worst_year = value_at_risk(ds["net_settlement"].min("year"), 0.99)["estimate"]
     rows = [
         ("Mean annual settlement", [float(s["mean"].drop_sel(period=HORIZON).sel(track=t).mean()) for t in tracks]),
         (f"1-in-100 PY{years[0]} settlement", [-float(s.VaR.sel(period=str(years[0]), track=t)) for t in tracks]),

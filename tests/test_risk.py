@@ -34,20 +34,20 @@ def test_var_is_inverted_cdf_lower_quantile(n, p):
     x = np.random.default_rng(n).standard_normal(n)
     tm = risk.tail_metrics(x, p)
     alpha = round(1 - p, 12)
-    assert tm["VaR"][0] == -np.quantile(x, alpha, method="inverted_cdf")
+    assert tm.var[0] == -np.quantile(x, alpha, method="inverted_cdf")
     # TVaR = the Acerbi-Tasche integral of the empirical quantile function over the worst alpha
     xs = np.sort(x)
     j = int(np.floor(n * alpha + 1e-9))
     integral = xs[:j].sum() + (n * alpha - j) * xs[min(j, n - 1)]
-    assert tm["TVaR"][0] == pytest.approx(-integral / (n * alpha), rel=1e-12)
+    assert tm.tvar[0] == pytest.approx(-integral / (n * alpha), rel=1e-12)
 
 
 def test_tvar_hand_example():
     x = np.array([-10.0, -4.0, -1.0, 0.0, 2.0, 3.0, 5.0, 6.0, 8.0, 9.0])  # n = 10
     tm = risk.tail_metrics(x, [0.9, 0.8, 0.75])
-    np.testing.assert_allclose(tm["VaR"], [10.0, 4.0, 1.0])  # 25%: F(-4) = 0.2 < 0.25 <= F(-1)
+    np.testing.assert_allclose(tm.var, [10.0, 4.0, 1.0])  # 25%: F(-4) = 0.2 < 0.25 <= F(-1)
     # worst 10%: {10}; worst 20%: {10, 4}; worst 25%: 10, 4 and half of the 1
-    np.testing.assert_allclose(tm["TVaR"], [10.0, 7.0, (10 + 4 + 0.5 * 1) / 2.5])
+    np.testing.assert_allclose(tm.tvar, [10.0, 7.0, (10 + 4 + 0.5 * 1) / 2.5])
 
 
 @pytest.mark.parametrize("case", ["normal", "lognormal"])
@@ -56,10 +56,10 @@ def test_metrics_match_scipy_within_standard_errors(case, p):
     x, loss = settlement_samples(case, 40_000, 1, seed=7)
     tm = risk.tail_metrics(x[:, 0], p)
     v, tv = exact_loss_metrics(loss, p)
-    assert abs(tm["VaR"][0] - v) < 3 * tm["VaR_se"][0]
-    assert abs(tm["TVaR"][0] - tv) < 3 * tm["TVaR_se"][0]
+    assert abs(tm.var[0] - v) < 3 * tm.var_se[0]
+    assert abs(tm.tvar[0] - tv) < 3 * tm.tvar_se[0]
     # and the standard errors are of the right size: sqrt(p(1-p)/n)/f for VaR
-    assert tm["VaR_se"][0] == pytest.approx(np.sqrt(p * (1 - p) / 40_000) / loss.pdf(v), rel=0.25)
+    assert tm.var_se[0] == pytest.approx(np.sqrt(p * (1 - p) / 40_000) / loss.pdf(v), rel=0.25)
 
 
 @pytest.mark.parametrize("case", ["normal", "lognormal"])
@@ -69,8 +69,8 @@ def test_standard_errors_are_honest_across_200_seeds(case):
     x, loss = settlement_samples(case, n, seeds)
     v, tv = exact_loss_metrics(loss, 0.99)
     tm = risk.tail_metrics(x, 0.99)
-    cover_var = np.mean(np.abs(tm["VaR"][0] - v) <= 1.96 * tm["VaR_se"][0])
-    cover_tvar = np.mean(np.abs(tm["TVaR"][0] - tv) <= 1.96 * tm["TVaR_se"][0])
+    cover_var = np.mean(np.abs(tm.var[0] - v) <= 1.96 * tm.var_se[0])
+    cover_tvar = np.mean(np.abs(tm.tvar[0] - tv) <= 1.96 * tm.tvar_se[0])
     mean_se = x.std(axis=0, ddof=1) / np.sqrt(n)
     cover_mean = np.mean(np.abs(x.mean(axis=0) + loss.mean()) <= 1.96 * mean_se)
     print(f"{case}: coverage VaR99 {cover_var:.3f} TVaR99 {cover_tvar:.3f} mean {cover_mean:.3f}")
@@ -98,7 +98,7 @@ def test_paired_difference_standard_error_is_honest():
     assert 0.92 <= cover_tvar <= 0.98
     assert 0.92 <= cover_mean <= 0.98
     ta, tb = risk.tail_metrics(a, 0.99), risk.tail_metrics(b, 0.99)
-    independent = np.sqrt(ta["TVaR_se"][0] ** 2 + tb["TVaR_se"][0] ** 2)
+    independent = np.sqrt(ta.tvar_se[0] ** 2 + tb.tvar_se[0] ** 2)
     assert np.median(d["TVaR_diff_se"].values / independent) < 0.7  # measured 0.62
 
 
@@ -142,16 +142,21 @@ def test_summarize_structure_and_consistency(run):
 
 def test_accessor_matches_summary(run):
     s = run.leadsim.summary()
-    v = run.leadsim.var(0.99, var="cumulative_settlement")
-    t = run.leadsim.tvar([0.95, 0.99], var="cumulative_settlement", se=True)
-    assert v.dims == ("track",)
-    np.testing.assert_array_equal(v.values, s["VaR"].sel(period="horizon", level=0.99).values)
+    v = run.leadsim.value_at_risk(0.99, var="cumulative_settlement")
+    t = run.leadsim.tvar([0.95, 0.99], var="cumulative_settlement")
+    assert isinstance(v, xr.Dataset) and isinstance(t, xr.Dataset)  # one return type, whatever the arguments
+    assert v["estimate"].dims == v["se"].dims == ("track",)
+    np.testing.assert_array_equal(v["estimate"].values, s["VaR"].sel(period="horizon", level=0.99).values)
+    np.testing.assert_array_equal(v["se"].values, s["VaR_se"].sel(period="horizon", level=0.99).values)
     np.testing.assert_array_equal(t["estimate"].sel(level=0.99).values,
                                   s["TVaR"].sel(period="horizon", level=0.99).values)
     np.testing.assert_array_equal(t["se"].sel(level=0.95).values,
                                   s["TVaR_se"].sel(period="horizon", level=0.95).values)
-    annual = run.leadsim.var(0.99)
+    annual = run.leadsim.value_at_risk(0.99)["estimate"]
     assert set(annual.dims) == {"year", "track"}
+    # the accessor does not shadow xarray's own Dataset.var (the variance)
+    np.testing.assert_allclose(run.var("draw")["net_settlement"].values,
+                               run["net_settlement"].var("draw").values)
 
 
 def test_paired_difference_of_tracks_and_of_a_run_with_itself(run):

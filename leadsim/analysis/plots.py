@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from leadsim.analysis.risk import _order_index, _tail_prob, horizon, tail_metrics
+from leadsim.analysis.risk import horizon, order_index, tail_metrics, tail_prob
 
 __all__ = [
     "comparison",
@@ -244,7 +244,7 @@ def settlement_distribution(runs: Runs, var: str = "net_settlement", ax: Axes | 
         dens, _ = np.histogram(x, bins=edges, density=True)
         ax.stairs(dens, edges, color=c, lw=1.8, label=label, fill=False)
         ax.stairs(dens, edges, color=c, alpha=0.12, fill=True)
-        var_p = float(tail_metrics(x, p)["VaR"][0])
+        var_p = float(tail_metrics(x, p).var[0])
         ax.axvline(x.mean(), color=c, lw=1.2)
         ax.axvline(-var_p, color=c, lw=1.2, ls="--")
     ax.axvline(0, color="0.2", lw=0.8)
@@ -288,7 +288,7 @@ def comparison(runs: Runs, var: str = "net_settlement", p: float = 0.99, ax: Axe
     rows = []
     for label, x in series:
         tm = tail_metrics(x, p)
-        rows.append((label, float(tm["TVaR"][0]), float(tm["TVaR_se"][0]), x.mean(), x.std(ddof=1) / np.sqrt(x.size)))
+        rows.append((label, float(tm.tvar[0]), float(tm.tvar_se[0]), x.mean(), x.std(ddof=1) / np.sqrt(x.size)))
     vals = np.array([[r[1], r[3]] for r in rows])
     scale, unit = _scale_for(vals)
     for i, (label, tv, tv_se, m, m_se) in enumerate(rows):
@@ -349,7 +349,7 @@ def waterfall_data(ds: xr.Dataset, track: str | None = None, draw: str | int = "
             t = t.mean("draw")
         elif draw in ("1-in-100", "1in100", "var99"):
             x = (horizon(t) if year is None else t["net_settlement"].sum("year")).values
-            k = int(_order_index(x.size, np.atleast_1d(_tail_prob(0.99)))[0])
+            k = int(order_index(x.size, np.atleast_1d(tail_prob(0.99)))[0])
             idx = int(np.argsort(x, kind="stable")[k])
             chosen = int(t["draw"].values[idx])
             t = t.isel(draw=idx)
@@ -533,7 +533,7 @@ def convergence(ds: xr.Dataset, var: str = "net_settlement", p: float = 0.99, tr
         se = np.empty(ms.size)
         for j, m in enumerate(ms):
             tm = tail_metrics(x[:m], p)
-            est[j], se[j] = tm["TVaR"][0], tm["TVaR_se"][0]
+            est[j], se[j] = tm.tvar[0], tm.tvar_se[0]
         c = _colour(label, i)
         ax.fill_between(ms, est - 1.96 * se, est + 1.96 * se, color=c, alpha=0.2, lw=0)
         ax.plot(ms, est, color=c, lw=1.8, label=f"{label}: {est[-1] / 1e6:,.2f}M ± {1.96 * se[-1] / 1e6:,.2f}M")

@@ -2,7 +2,7 @@
 
 Sign convention
 ---------------
-Settlement ``X`` is positive when money goes **to the ACO** and negative when it is owed to CMS (design.md).
+Settlement ``X`` is positive when money goes **to the ACO** and negative when it is owed to CMS.
 Risk metrics are stated on the **loss side**: the loss is ``L = -X``, and at confidence level ``p`` (0.99 =
 "1 in 100")
 
@@ -25,24 +25,30 @@ samples 92-98% of the time.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import xarray as xr
 from scipy.special import ndtri
 
+from leadsim.io.schema import config_of
+
 __all__ = [
+    "HORIZON",
     "LEVELS",
     "LeadsimAccessor",
+    "TailMetrics",
     "drawdown",
     "horizon",
     "influence",
+    "order_index",
     "paired_difference",
     "sparsity",
     "summarize",
     "tail_metrics",
+    "tail_prob",
     "tvar",
     "value_at_risk",
 ]
@@ -56,12 +62,12 @@ HORIZON = "horizon"
 _Z975 = 1.959963984540054
 
 
-def _tail_prob(p: float | np.ndarray) -> np.ndarray:
+def tail_prob(p: float | np.ndarray) -> np.ndarray:
     """``1 - p`` rounded to 12 digits, so that ``1 - 0.99`` is exactly the float ``0.01``."""
     return np.round(1.0 - np.asarray(p, dtype=float), 12)
 
 
-def _order_index(n: int, alpha: np.ndarray) -> np.ndarray:
+def order_index(n: int, alpha: np.ndarray) -> np.ndarray:
     """0-based index of the ``inverted_cdf`` quantile ``inf{x: F_n(x) >= alpha}`` in a sorted sample."""
     k = np.ceil(n * alpha - 1e-9 * np.maximum(n * alpha, 1.0)).astype(np.int64)
     return np.clip(k, 1, n) - 1
@@ -103,7 +109,7 @@ def sparsity(xs: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     z = ndtri(alpha)
     phi = np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
     h = n ** (-1.0 / 3.0) * _Z975 ** (2.0 / 3.0) * (1.5 * phi**2 / (2.0 * z**2 + 1.0)) ** (1.0 / 3.0)
-    k = _order_index(n, alpha)
+    k = order_index(n, alpha)
     m = np.maximum(1, np.round(n * h)).astype(np.int64)
     lo = np.clip(k - m, 0, n - 1)
     hi = np.clip(k + m, 0, n - 1)
@@ -112,7 +118,25 @@ def sparsity(xs: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return (xs[hi] - xs[lo]) * n / span.reshape(shape)
 
 
-def tail_metrics(x: np.ndarray, p: float | Sequence[float] = LEVELS) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class TailMetrics:
+    """Loss-side VaR and TVaR with their Monte Carlo standard errors, each of shape ``(levels, ...)`` (USD)."""
+
+    var: np.ndarray
+    var_se: np.ndarray
+    tvar: np.ndarray
+    tvar_se: np.ndarray
+
+    def of(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(estimate, se)`` of ``"VaR"`` or ``"TVaR"``."""
+        if metric == "VaR":
+            return self.var, self.var_se
+        if metric == "TVaR":
+            return self.tvar, self.tvar_se
+        raise ValueError(f"metric must be 'VaR' or 'TVaR', got {metric!r}")
+
+
+def tail_metrics(x: np.ndarray, p: float | Sequence[float] = LEVELS) -> TailMetrics:
     """Loss-side VaR and TVaR of settlement samples with their standard errors (draws on axis 0).
 
     Parameters
@@ -124,8 +148,8 @@ def tail_metrics(x: np.ndarray, p: float | Sequence[float] = LEVELS) -> dict[str
 
     Returns
     -------
-    dict of ndarray, each of shape (len(p), ...)
-        ``VaR``, ``VaR_se``, ``TVaR``, ``TVaR_se`` (USD, positive = loss).
+    TailMetrics
+        ``var``, ``var_se``, ``tvar``, ``tvar_se``, each of shape ``(len(p), ...)`` (USD, positive = loss).
 
     Notes
     -----
@@ -142,10 +166,10 @@ def tail_metrics(x: np.ndarray, p: float | Sequence[float] = LEVELS) -> dict[str
     """
     x = np.asarray(x, dtype=float)
     levels = _check_levels(p)
-    alpha = _tail_prob(levels)
+    alpha = tail_prob(levels)
     n = x.shape[0]
     xs = np.sort(x, axis=0)
-    k = _order_index(n, alpha)
+    k = order_index(n, alpha)
     var = -xs[k]                                            # (m, ...)
     shape = (-1,) + (1,) * (x.ndim - 1)
     a = alpha.reshape(shape)
@@ -153,21 +177,19 @@ def tail_metrics(x: np.ndarray, p: float | Sequence[float] = LEVELS) -> dict[str
     excess = np.maximum(-x[None] - var[:, None], 0.0)       # (m, n, ...)
     tvar_ = var + excess.mean(axis=1) / a
     tvar_se = excess.std(axis=1, ddof=1) / (a * np.sqrt(n)) if n > 1 else np.full_like(var, np.nan)
-    return {"VaR": var, "VaR_se": var_se, "TVaR": tvar_, "TVaR_se": tvar_se}
+    return TailMetrics(var, var_se, tvar_, tvar_se)
 
 
-def influence(x: np.ndarray, metric: str, p: float | None = None, threshold: float = 0.0) -> np.ndarray:
+def influence(x: np.ndarray, metric: str, p: float | None = None) -> np.ndarray:
     """Empirical influence function of a metric at each draw (draws on axis 0).
 
     Parameters
     ----------
     x : ndarray, shape (n, ...)
         Settlement samples.
-    metric : {"mean", "sd", "VaR", "TVaR", "p_loss", "p_below"}
+    metric : {"mean", "sd", "VaR", "TVaR", "p_loss"}
     p : float, optional
         Confidence level for VaR/TVaR.
-    threshold : float
-        For ``p_below``: the event is ``X < -threshold`` (a loss larger than ``threshold``).
 
     Returns
     -------
@@ -192,14 +214,14 @@ def influence(x: np.ndarray, metric: str, p: float | None = None, threshold: flo
         s = d.std(axis=0, ddof=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(s > 0, (d**2 - s**2) / (2.0 * s), 0.0)
-    if metric in ("p_loss", "p_below"):
-        ev = (x < -(threshold if metric == "p_below" else 0.0)).astype(float)
+    if metric == "p_loss":
+        ev = (x < 0.0).astype(float)
         return ev - ev.mean(axis=0)
     if metric not in ("VaR", "TVaR") or p is None:
         raise ValueError(f"unknown metric {metric!r} (or missing p for VaR/TVaR)")
-    alpha = _tail_prob(_check_levels(p))
+    alpha = tail_prob(_check_levels(p))
     xs = np.sort(x, axis=0)
-    v = -xs[_order_index(x.shape[0], alpha)][0]
+    v = -xs[order_index(x.shape[0], alpha)][0]
     loss = -x
     if metric == "VaR":
         s = sparsity(xs, alpha)[0]
@@ -208,16 +230,16 @@ def influence(x: np.ndarray, metric: str, p: float | None = None, threshold: flo
     return excess / alpha[0] - excess.mean(axis=0) / alpha[0]
 
 
-def _metric_value(x: np.ndarray, metric: str, p: float | None, threshold: float) -> np.ndarray:
+def _metric_value(x: np.ndarray, metric: str, p: float | None) -> np.ndarray:
     if metric == "mean":
         return x.mean(axis=0)
     if metric == "sd":
         return x.std(axis=0, ddof=1)
     if metric == "p_loss":
         return (x < 0).mean(axis=0)
-    if metric == "p_below":
-        return (x < -threshold).mean(axis=0)
-    return tail_metrics(x, p)[metric][0]
+    if p is None:
+        raise ValueError(f"{metric} needs a confidence level p")
+    return tail_metrics(x, p).of(metric)[0][0]
 
 
 def drawdown(net: np.ndarray, discount: np.ndarray | None = None) -> np.ndarray:
@@ -246,13 +268,8 @@ def drawdown(net: np.ndarray, discount: np.ndarray | None = None) -> np.ndarray:
 
 
 def _discount_factors(ds: xr.Dataset) -> np.ndarray:
-    rate = 0.0
-    text = ds.attrs.get("config_toml")
-    if text:
-        try:
-            rate = float(tomllib.loads(text).get("policy", {}).get("settlement", {}).get("discount_rate", 0.0))
-        except (tomllib.TOMLDecodeError, TypeError, ValueError):
-            rate = 0.0
+    """The run's discount factors by year (its config's ``discount_rate``); raises if the config is unreadable."""
+    rate = config_of(ds).policy.settlement.discount_rate
     return (1.0 + rate) ** -np.arange(ds.sizes["year"])
 
 
@@ -372,7 +389,7 @@ def summarize(ds: xr.Dataset, var: str = "net_settlement", levels: Sequence[floa
     dd = drawdown(x_year, _discount_factors(ds) if var == "net_settlement" else None)  # (n, T)
     dd_tail = tail_metrics(-dd, levels_arr)    # a drawdown is a loss: the loss side of -dd is dd's upper tail
     dd_mom = _moments(dd)
-    p_dd_fg, p_dd_fg_se = _prob(dd > fg)                      # (T,): methodology §3.7, worst cumulative loss
+    p_dd_fg, p_dd_fg_se = _prob(dd > fg)       # (T,): docs/methodology.md §3.7, worst cumulative loss
 
     periods = [str(y) for y in ds["year"].values] + [HORIZON]
     tp = ("track", "period")
@@ -387,17 +404,17 @@ def summarize(ds: xr.Dataset, var: str = "net_settlement", levels: Sequence[floa
     data: dict[str, Any] = {
         "mean": (tp, tp_(mom["mean"])), "mean_se": (tp, tp_(mom["mean_se"])),
         "sd": (tp, tp_(mom["sd"])), "sd_se": (tp, tp_(mom["sd_se"])),
-        "VaR": (tpl, tpl_(tail["VaR"])), "VaR_se": (tpl, tpl_(tail["VaR_se"])),
-        "TVaR": (tpl, tpl_(tail["TVaR"])), "TVaR_se": (tpl, tpl_(tail["TVaR_se"])),
+        "VaR": (tpl, tpl_(tail.var)), "VaR_se": (tpl, tpl_(tail.var_se)),
+        "TVaR": (tpl, tpl_(tail.tvar)), "TVaR_se": (tpl, tpl_(tail.tvar_se)),
         "p_loss": (tp, tp_(p_loss)), "p_loss_se": (tp, tp_(p_loss_se)),
         "p_beyond_guarantee": (tp, tp_(p_fg)), "p_beyond_guarantee_se": (tp, tp_(p_fg_se)),
         "p_drawdown_beyond_guarantee": (("track",), p_dd_fg),
         "p_drawdown_beyond_guarantee_se": (("track",), p_dd_fg_se),
         "drawdown_mean": (("track",), dd_mom["mean"]), "drawdown_mean_se": (("track",), dd_mom["mean_se"]),
-        "drawdown_VaR": (("track", "level"), dd_tail["VaR"].T),
-        "drawdown_VaR_se": (("track", "level"), dd_tail["VaR_se"].T),
-        "drawdown_TVaR": (("track", "level"), dd_tail["TVaR"].T),
-        "drawdown_TVaR_se": (("track", "level"), dd_tail["TVaR_se"].T),
+        "drawdown_VaR": (("track", "level"), dd_tail.var.T),
+        "drawdown_VaR_se": (("track", "level"), dd_tail.var_se.T),
+        "drawdown_TVaR": (("track", "level"), dd_tail.tvar.T),
+        "drawdown_TVaR_se": (("track", "level"), dd_tail.tvar_se.T),
     }
     out = xr.Dataset(
         data,
@@ -426,11 +443,11 @@ def summarize(ds: xr.Dataset, var: str = "net_settlement", levels: Sequence[floa
     return out
 
 
-def _reduce_draws(da: xr.DataArray, p: float | Sequence[float], metric: str, se: bool) -> xr.DataArray | xr.Dataset:
+def _reduce_draws(da: xr.DataArray, p: float | Sequence[float], metric: str) -> xr.Dataset:
     scalar = np.ndim(p) == 0
     levels = _check_levels(p)
     x, rest = _draws_first(da)
-    res = tail_metrics(x, levels)
+    estimate, se = tail_metrics(x, levels).of(metric)
     coords = {k: v for k, v in da.coords.items() if "draw" not in v.dims}
     dims = ["level", *rest]
     coords["level"] = ("level", levels, {"long_name": "confidence level p (loss side)"})
@@ -441,14 +458,12 @@ def _reduce_draws(da: xr.DataArray, p: float | Sequence[float], metric: str, se:
         out = xr.DataArray(arr, dims=dims, coords=coords, attrs={"units": units, "long_name": label})
         return out.isel(level=0) if scalar else out
 
-    value = wrap(res[metric], f"{name} of {da.name}")
-    if not se:
-        return value
-    return xr.Dataset({"estimate": value, "se": wrap(res[f"{metric}_se"], f"Monte Carlo standard error ({name})")})
+    return xr.Dataset({"estimate": wrap(estimate, f"{name} of {da.name}"),
+                       "se": wrap(se, f"Monte Carlo standard error ({name})")})
 
 
-def value_at_risk(da: xr.DataArray, p: float | Sequence[float] = 0.99, se: bool = False) -> xr.DataArray | xr.Dataset:
-    """Loss-side VaR over the ``draw`` dim of a settlement-like DataArray (positive = loss).
+def value_at_risk(da: xr.DataArray, p: float | Sequence[float] = 0.99) -> xr.Dataset:
+    """Loss-side VaR over the ``draw`` dim of a settlement-like DataArray (positive = loss), with its SE.
 
     Parameters
     ----------
@@ -456,19 +471,22 @@ def value_at_risk(da: xr.DataArray, p: float | Sequence[float] = 0.99, se: bool 
         Must have a ``draw`` dim; other dims are kept.
     p : float or sequence of float
         Confidence level(s); a sequence adds a ``level`` dim.
-    se : bool
-        Also return the Monte Carlo standard error: a Dataset with ``estimate`` and ``se``.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``estimate`` and its Monte Carlo standard error ``se`` (same dims).
 
     Notes
     -----
     ``VaR_p = -q_{1-p}(X)`` with the ``inverted_cdf`` quantile; standard error ``sqrt(a (1 - a) / n) / f``,
     ``a = 1 - p``, ``1/f`` by :func:`sparsity` (see :func:`tail_metrics`).
     """
-    return _reduce_draws(da, p, "VaR", se)
+    return _reduce_draws(da, p, "VaR")
 
 
-def tvar(da: xr.DataArray, p: float | Sequence[float] = 0.99, se: bool = False) -> xr.DataArray | xr.Dataset:
-    """Loss-side TVaR (expected shortfall) over the ``draw`` dim (positive = loss).
+def tvar(da: xr.DataArray, p: float | Sequence[float] = 0.99) -> xr.Dataset:
+    """Loss-side TVaR (expected shortfall) over the ``draw`` dim (positive = loss), with its SE.
 
     Parameters
     ----------
@@ -476,15 +494,18 @@ def tvar(da: xr.DataArray, p: float | Sequence[float] = 0.99, se: bool = False) 
         Must have a ``draw`` dim; other dims are kept.
     p : float or sequence of float
         Confidence level(s); a sequence adds a ``level`` dim.
-    se : bool
-        Also return the Monte Carlo standard error: a Dataset with ``estimate`` and ``se``.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``estimate`` and its Monte Carlo standard error ``se`` (same dims).
 
     Notes
     -----
     ``TVaR_p = VaR_p + mean((L - VaR_p)_+) / (1 - p)``; standard error ``sd((L - VaR)_+) / ((1 - p) sqrt(n))``
     (Manistre & Hancock 2005; see :func:`tail_metrics`).
     """
-    return _reduce_draws(da, p, "TVaR", se)
+    return _reduce_draws(da, p, "TVaR")
 
 
 def _period_stack(ds: xr.Dataset, var: str) -> xr.DataArray:
@@ -555,8 +576,8 @@ def paired_difference(a: xr.Dataset, b: xr.Dataset, var: str = "net_settlement",
         ps: Iterable[float | None] = levels_arr if metric in ("VaR", "TVaR") else [None]
         vals_a, vals_b, ses = [], [], []
         for p in ps:
-            vals_a.append(_metric_value(va, metric, p, 0.0))
-            vals_b.append(_metric_value(vb, metric, p, 0.0))
+            vals_a.append(_metric_value(va, metric, p))
+            vals_b.append(_metric_value(vb, metric, p))
             d_if = influence(va, metric, p) - influence(vb, metric, p)
             ses.append(d_if.std(axis=0, ddof=1) / np.sqrt(n))
         dims = ([*rest, "level"] if metric in ("VaR", "TVaR") else rest)
@@ -587,22 +608,22 @@ class LeadsimAccessor:
     >>> import leadsim
     >>> ds = leadsim.simulate(leadsim.load_config(overrides={"simulation.draws": 40, "aco.beneficiaries": 500}),
     ...                       progress=False)
-    >>> ds.leadsim.tvar(0.99, var="cumulative_settlement").dims
+    >>> ds.leadsim.tvar(0.99, var="cumulative_settlement")["estimate"].dims
     ('track',)
     """
 
     def __init__(self, ds: xr.Dataset) -> None:
         self._ds = ds
 
-    def var(self, p: float | Sequence[float] = 0.99, var: str = "net_settlement",
-            se: bool = False) -> xr.DataArray | xr.Dataset:
-        """Loss-side VaR of ``var`` over draws (positive = loss); see :func:`value_at_risk`."""
-        return value_at_risk(self._ds[var], p, se=se)
+    def value_at_risk(self, p: float | Sequence[float] = 0.99, var: str = "net_settlement") -> xr.Dataset:
+        """Loss-side VaR of variable ``var`` over draws (positive = loss), ``estimate`` and ``se``; see
+        :func:`value_at_risk`. (Named in full: xarray's own ``.var()`` is the variance.)"""
+        return value_at_risk(self._ds[var], p)
 
-    def tvar(self, p: float | Sequence[float] = 0.99, var: str = "net_settlement",
-             se: bool = False) -> xr.DataArray | xr.Dataset:
-        """Loss-side TVaR of ``var`` over draws (positive = loss); see :func:`tvar`."""
-        return tvar(self._ds[var], p, se=se)
+    def tvar(self, p: float | Sequence[float] = 0.99, var: str = "net_settlement") -> xr.Dataset:
+        """Loss-side TVaR of variable ``var`` over draws (positive = loss), ``estimate`` and ``se``; see
+        :func:`tvar`."""
+        return tvar(self._ds[var], p)
 
     def summary(self, var: str = "net_settlement", levels: Sequence[float] = LEVELS) -> xr.Dataset:
         """All metrics with standard errors per track, year and horizon; see :func:`summarize`."""

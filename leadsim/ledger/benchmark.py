@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leadsim.config import Config, TrackPolicy, per_year
+from leadsim.config import TRACKS, Config, TrackPolicy, per_year
 from leadsim.schedules import marginal_bands
 
 __all__ = [
@@ -27,9 +27,19 @@ __all__ = [
     "is_higher_spending",
     "reach_rta_update",
     "risk_adjustment",
+    "track_policy",
     "two_way_trend",
     "withhold_factor",
 ]
+
+
+def track_policy(cfg: Config, track_name: str) -> TrackPolicy:
+    """The policy of one track, or a ``ValueError`` naming the tracks the policy settles."""
+    track = cfg.policy.track(track_name) if track_name in TRACKS else None
+    if track is None:
+        raise ValueError(f"track {track_name!r} is not defined by policy {cfg.policy.name!r} "
+                         f"(policy.tracks = {list(cfg.policy.tracks)})")
+    return track
 
 
 def is_higher_spending(cfg: Config) -> bool:
@@ -248,8 +258,7 @@ def benchmark_pbpm(cfg: Config, track_name: str, national_growth: np.ndarray, re
     rebased year's benchmark into NaN].
     """
     b = cfg.policy.benchmark
-    track = cfg.policy.track(track_name)
-    assert track is not None
+    track = track_policy(cfg, track_name)
     n_years = cfg.simulation.years
     years = np.asarray(cfg.years)
     h, r = historical_baseline(cfg, base_truncation)

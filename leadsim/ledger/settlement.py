@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from leadsim.config import Config, TrackPolicy
-from leadsim.ledger.benchmark import is_higher_spending
+from leadsim.ledger.benchmark import is_higher_spending, track_policy
 from leadsim.schedules import marginal_bands
 
 __all__ = [
@@ -118,8 +118,7 @@ def settle(cfg: Config, track_name: str, benchmark_pbpm: np.ndarray, member_mont
     ``net_settlement``.
     Cumulative settlement sums the years discounted at ``discount_rate`` to the first year.
     """
-    track = cfg.policy.track(track_name)
-    assert track is not None
+    track = track_policy(cfg, track_name)
     st = cfg.policy.settlement
     b = cfg.policy.benchmark
     neutrality = cfg.policy.stop_loss.neutrality

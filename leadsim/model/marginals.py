@@ -23,8 +23,14 @@ from scipy import special
 
 from leadsim.model._kernel import GRID_H, GRID_ZMAX
 
-__all__ = ["GRID_H", "GRID_ZMAX", "SplicedMarginal", "conditional_mean_table", "latent_grid"]
+__all__ = ["GRID_H", "GRID_ZMAX", "SplicedMarginal", "conditional_mean_table", "latent_grid", "normal_weights"]
 
+
+
+def normal_weights(z: np.ndarray) -> np.ndarray:
+    """Weights of a standard normal on the grid ``z``: ``phi(z_i) / sum_j phi(z_j)`` (a quadrature rule)."""
+    w = np.exp(-0.5 * z * z)
+    return w / w.sum()
 
 
 def latent_grid() -> np.ndarray:
@@ -168,17 +174,14 @@ def conditional_mean_table(q_table: np.ndarray, rho: float, normalise: bool = Tr
         r = q_table.copy()
     else:
         eta = np.linspace(-GRID_ZMAX, GRID_ZMAX, 1089)
-        w = np.exp(-0.5 * eta * eta)
-        w /= w.sum()
+        w = normal_weights(eta)
         r = np.empty_like(z)
         for lo in range(0, z.size, 512):
             zz = z[lo:lo + 512, None] * rho + s * eta[None, :]
             r[lo:lo + 512] = interp_table(q_table, zz) @ w
     if not normalise:
         return r
-    wz = np.exp(-0.5 * z * z)
-    wz /= wz.sum()
-    return r / float(r @ wz)
+    return r / float(r @ normal_weights(z))
 
 
 def death_probability(z: np.ndarray, mortality: float, beta: float) -> np.ndarray:

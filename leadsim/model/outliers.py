@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from leadsim.config import Config, per_year
-from leadsim.model.marginals import SplicedMarginal, death_probability, latent_grid
+from leadsim.model.marginals import SplicedMarginal, death_probability, latent_grid, normal_weights
 from leadsim.schedules import stop_loss_payout
 
 __all__ = ["expected_truncation", "price_stop_loss"]
@@ -56,8 +56,7 @@ def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_grid: np.ndarray,
     if not sl.enabled:
         return out
     z = np.asarray(latent_grid, dtype=float)
-    phi = np.exp(-0.5 * z * z)
-    phi /= phi.sum()
+    phi = normal_weights(z)
     mu = np.asarray(cfg.trend.national_mean.ordered())
     cm = np.asarray(per_year(cfg.aco.care_management_effect, n_years))
     attach = np.asarray(sl.attachments)
@@ -105,8 +104,7 @@ def expected_truncation(cfg: Config) -> np.ndarray:
     if cap is None:
         return out
     z = latent_grid()
-    w = np.exp(-0.5 * z * z)
-    w /= w.sum()
+    w = normal_weights(z)
     mu = cfg.trend.national_mean.ordered()
     for j, pop in enumerate(cfg.population.ordered()):
         q = SplicedMarginal(pop.zero_share, pop.sigma, pop.tail_start, pop.tail_alpha).quantile_of_latent(z)

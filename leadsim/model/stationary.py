@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leadsim.model.marginals import GRID_ZMAX, conditional_mean_table, death_probability, interp_table
+from leadsim.model.marginals import GRID_ZMAX, conditional_mean_table, death_probability, interp_table, normal_weights
 
 __all__ = ["Stationary", "stationary_cohort"]
 
@@ -77,8 +77,7 @@ def stationary_cohort(qtab: np.ndarray, prostab: np.ndarray, conctab: np.ndarray
     member-months and scores are accumulated over the last year of the iteration.
     """
     z = -GRID_ZMAX + _H * np.arange(round(2 * GRID_ZMAX / _H) + 1)
-    phi = np.exp(-0.5 * z * z)
-    phi /= phi.sum()
+    phi = normal_weights(z)
     q = np.stack([interp_table(qtab[p], z) for p in range(3)])
     pros = np.stack([interp_table(prostab[p], z) for p in range(3)])
     # expected concurrent score given z_t: E_nu[C(r z + sqrt(1 - r^2) nu)]
