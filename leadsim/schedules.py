@@ -26,7 +26,7 @@ def marginal_bands(x: np.ndarray, breakpoints: list[float] | np.ndarray,
 
     Notes
     -----
-    The one schedule behind risk corridors (methodology §3.4 [LEAD-2 / REACH]), stop-loss bands
+    The one schedule behind risk corridors (``docs/methodology.md`` §3.4 [LEAD-2 / REACH]), stop-loss bands
     (§3.2 [ASSUMED bands]) and the REACH RTA pass-through (§4 [REACH]). Continuous and piecewise linear
     in ``x``; non-decreasing when every share is non-negative.
     """

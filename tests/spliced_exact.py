@@ -1,4 +1,4 @@
-"""An independent scipy implementation of the spliced cost marginal (calibration.md §1), for tests.
+"""An independent scipy implementation of the spliced cost marginal (``docs/calibration.md`` §1), for tests.
 
 Built from ``scipy.stats.lognorm`` (body) and ``scipy.stats.pareto`` (tail) without any code of
 :mod:`leadsim.model.marginals`; the normalising scale is found by numerical integration (``scipy.integrate.quad``),

@@ -10,7 +10,7 @@ draw's net spending ``S = sum_i g(x_i)`` with the stop-loss retention ``g(x) = x
    grid of step ``H`` by rounding (mass of ``(y - H/2, y + H/2]`` at ``y``);
 2. the n-fold convolution by FFT (``pmf_hat ** n_p``, product over populations, inverse FFT);
 3. its mean is first checked against the analytic net mean ``E[x] - sum_k s_k (E[min(x, a_{k+1})] -
-   E[min(x, a_k)])`` by quadrature (discretisation check, anchors.md §1a pitfall 2).
+   E[min(x, a_k)])`` by quadrature (a discretisation check: the lattice must not bias the mean).
 
 Tolerance rule: the Monte Carlo mean, VaR 99% (``inverted_cdf``) and TVaR 99% (mean of the worst 1% of
 draws) must lie within ``K_SE = 3`` standard errors of the exact values, with

@@ -1,4 +1,4 @@
-"""The definitions of design.md hold in every stored run (stop-loss with a neutrality factor included)."""
+"""The definitions of ``docs/design.md`` hold in every stored run (stop-loss with a neutrality factor included)."""
 
 from __future__ import annotations
 

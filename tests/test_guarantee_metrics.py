@@ -1,4 +1,4 @@
-"""Methodology §3.7: the probability that a year's loss, and the worst cumulative loss, exceed the guarantee."""
+"""P(a year's loss > guarantee) and P(worst cumulative loss > guarantee) (``docs/methodology.md`` §3.7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hand-worked deterministic ledger cases (methodology §2-§4), each matched to the cent.
+"""Hand-worked deterministic ledger cases (``docs/methodology.md`` §2-§4), each matched to the cent.
 
 Every expected value is written as the arithmetic an actuary would do on paper, with the rule it
 exercises named in the test. Unit cases drive the public ledger functions with constructed arrays;
@@ -81,7 +81,7 @@ B = 1_000_000.0  # benchmark dollars of the settlement cases (1,000 member-month
 
 
 # --------------------------------------------------------------------------------------------------------
-# 1-2. Risk corridors: every band of both LEAD tracks, savings and losses (methodology §3.4)
+# 1-2. Risk corridors: every band of both LEAD tracks, savings and losses (``docs/methodology.md`` §3.4)
 # --------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("rate", "share_of_benchmark"), [
     (0.10, 1.0 * 0.10),                                                    # band 0-15%: 100%
@@ -125,7 +125,7 @@ def test_professional_sixty_percent_savings_option():
 
 
 # --------------------------------------------------------------------------------------------------------
-# 3. Sequestration of losses on and off (methodology §3.5)
+# 3. Sequestration of losses on and off (``docs/methodology.md`` §3.5)
 # --------------------------------------------------------------------------------------------------------
 def test_sequestration_of_losses_switch():
     off = settle_one(config(), "global", B, 1.05 * B)
@@ -140,7 +140,7 @@ def test_sequestration_of_losses_switch():
 
 
 # --------------------------------------------------------------------------------------------------------
-# 4. Discount path of a higher-spending ACO, REA floor, admin add-on (methodology §2.2, §2.6, §3.6)
+# 4. Discount path of a higher-spending ACO, REA floor, admin add-on (``docs/methodology.md`` §2.2, §2.6, §3.6)
 # --------------------------------------------------------------------------------------------------------
 def test_discount_path_higher_spending_and_rea_floor():
     cfg = config(**{"aco.historical_to_regional": 1.05})    # H > R: higher-spending
@@ -181,7 +181,7 @@ def test_lower_spending_discount_is_flat_three_percent():
 
 
 # --------------------------------------------------------------------------------------------------------
-# 5. REA cap, PSA beating REA (methodology §2.2)
+# 5. REA cap, PSA beating REA (``docs/methodology.md`` §2.2)
 # --------------------------------------------------------------------------------------------------------
 def test_rea_cap_new_and_renewing():
     cfg = config(**{"aco.historical_to_regional": 0.8})
@@ -223,7 +223,7 @@ def test_psa_beats_rea():
 
 
 # --------------------------------------------------------------------------------------------------------
-# 6. Trend guardrails binding upward and downward (methodology §2.3)
+# 6. Trend guardrails binding upward and downward (``docs/methodology.md`` §2.3)
 # --------------------------------------------------------------------------------------------------------
 def test_guardrails_bind_upward_and_downward():
     cfg = config()
@@ -244,7 +244,7 @@ def test_guardrails_bind_upward_and_downward():
 
 
 # --------------------------------------------------------------------------------------------------------
-# 7. Rate-book convergence year, partial earn-back, risk caps (methodology §2.4, §2.5, §2.7)
+# 7. Rate-book convergence year, partial earn-back, risk caps (``docs/methodology.md`` §2.4, §2.5, §2.7)
 # --------------------------------------------------------------------------------------------------------
 def test_convergence_year_py2032_with_partial_earn_back():
     cfg = config(**{"aco.historical_to_regional": 0.97})
@@ -286,7 +286,7 @@ def test_risk_adjustment_caps_and_high_needs():
 
 
 # --------------------------------------------------------------------------------------------------------
-# 8. Stop-loss spanning two bands, its price and its effect on settlement (methodology §3.2)
+# 8. Stop-loss spanning two bands, its price and its effect on settlement (``docs/methodology.md`` §3.2)
 # --------------------------------------------------------------------------------------------------------
 def test_stop_loss_payout_spanning_bands():
     a, s = np.array([125_000.0, 250_000.0, 500_000.0]), np.array([0.5, 0.75, 0.9])
@@ -340,7 +340,7 @@ def test_stop_loss_price_and_settlement():
 
 
 # --------------------------------------------------------------------------------------------------------
-# 9. MSSP ENHANCED sharing caps and quality-dependent loss share (methodology §4)
+# 9. MSSP ENHANCED sharing caps and quality-dependent loss share (``docs/methodology.md`` §4)
 # --------------------------------------------------------------------------------------------------------
 def test_mssp_enhanced_caps():
     cfg = config(**{"policy.preset": "mssp_enhanced"})
@@ -368,7 +368,7 @@ def test_mssp_enhanced_caps():
 
 
 # --------------------------------------------------------------------------------------------------------
-# 10. REACH: retrospective trend adjustment, 60/40 blend, 4% discount, 5% withhold (methodology §4)
+# 10. REACH: retrospective trend adjustment, 60/40 blend, 4% discount, 5% withhold (``docs/methodology.md`` §4)
 # --------------------------------------------------------------------------------------------------------
 def test_reach_rta():
     p = np.array([1.10])

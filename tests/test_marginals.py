@@ -2,7 +2,7 @@
 
 Part 1 checks :class:`leadsim.model.marginals.SplicedMarginal` and the kernel's lookup table against
 :class:`tests.spliced_exact.ExactSpliced` (scipy lognorm + Pareto, normalised by quadrature), to the
-accuracy calibration.md §1 requires: quantiles up to the 99.9th within 0.5%, mean within 0.1%.
+accuracy ``docs/calibration.md`` §1 requires: quantiles up to the 99.9th within 0.5%, mean within 0.1%.
 
 Part 2 runs the engine (``leadsim.trajectories``) on a large single-population cohort in which the latent
 is exactly N(0, 1) in the first year (no macro noise, deaths, exits, transitions or growth), so each

@@ -19,7 +19,7 @@ from leadsim.config.presets import assumed_policy_keys
 __all__ = ["MAX_YEARS", "POPULATIONS", "TRACKS", "Config", "TrackPolicy", "chunk_bounds", "per_year"]
 
 POPULATIONS: tuple[str, ...] = ("aged_disabled", "esrd", "high_needs")
-"""Population types in dataset order (methodology §1)."""
+"""Population types in dataset order (``docs/methodology.md`` §1)."""
 
 TRACKS: tuple[str, ...] = ("global", "professional", "enhanced")
 """Track kinds a policy may settle: LEAD Global, LEAD Professional, MSSP ENHANCED (comparator)."""
@@ -108,7 +108,7 @@ class AcoConfig(_Model):
 
 
 class PopulationConfig(_Model):
-    """Cost model of one population type (calibration.md §1-2)."""
+    """Cost model of one population type (``docs/calibration.md`` §1-2)."""
 
     mean_annual_cost: Annotated[float, Field(gt=0.0, le=1e7)]
     national_annual_cost: Annotated[float, Field(gt=0.0, le=1e7)] | None = None
@@ -215,7 +215,7 @@ class RiskCap(_Model):
 
 
 class BenchmarkPolicy(_Model):
-    """Benchmark rules (methodology §2). Per-year lists hold their last value for later years."""
+    """Benchmark rules (``docs/methodology.md`` §2). Per-year lists hold their last value for later years."""
 
     trend_method: Literal["blend", "reach_rta"]
     acpt_weight: Share
@@ -251,7 +251,7 @@ class BenchmarkPolicy(_Model):
 
 
 class TrackPolicy(_Model):
-    """Sharing rules of one track (methodology §3.4, §4)."""
+    """Sharing rules of one track (``docs/methodology.md`` §3.4, §4)."""
 
     discount_higher: PerYearShare = [0.0]
     discount_lower: PerYearShare = [0.0]
@@ -308,7 +308,7 @@ class SettlementPolicy(_Model):
 
 
 class PolicyConfig(_Model):
-    """A policy: which tracks are settled and under which rules (methodology §2-§4)."""
+    """A policy: which tracks are settled and under which rules (``docs/methodology.md`` §2-§4)."""
 
     preset: str | None = None
     name: str
@@ -358,11 +358,11 @@ class Config(_Model):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     def assumptions(self) -> list[str]:
-        """The [ASSUMED] parameters in force (methodology §5), as ``key = value`` strings.
+        """The [ASSUMED] parameters in force (``docs/methodology.md`` §5), as ``key = value`` strings.
 
         Policy keys are those whose comment in the preset file (``configs/policy/<preset>.toml``, or
         ``lead_py2027`` for a self-contained policy) tags them ASSUMED, with the value in force;
-        stop-loss terms only when stop-loss is elected. Calibration assumptions ([A] in calibration.md) that
+        stop-loss terms only when stop-loss is elected. Calibration assumptions ([A] in ``docs/calibration.md``) that
         drive the tail follow.
         """
         p = self.policy

@@ -1,9 +1,9 @@
-"""The LEAD benchmark of each draw, year, population and track (methodology §2).
+"""The LEAD benchmark of each draw, year, population and track (``docs/methodology.md`` §2).
 
 Plain numpy, vectorised over draws. Amounts are per beneficiary-month (PBPM); growth factors are
 cumulative from the base year (2026) to the performance year. Each rule is its own function, named as in
-the methodology, so a reader finds it in one place; :func:`benchmark_pbpm` applies them in the order of
-methodology §3: trend -> rate-book blend and adjustments -> risk adjustment -> discount -> withhold.
+``docs/methodology.md``, so a reader finds it in one place; :func:`benchmark_pbpm` applies them in the order of
+``docs/methodology.md`` §3: trend -> rate-book blend and adjustments -> risk adjustment -> discount -> withhold.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def is_higher_spending(cfg: Config) -> bool:
     Notes
     -----
     ``H > R`` [LEAD-2] is ``historical_to_regional > 1``. An ACO exactly at its regional rate is treated
-    as *lower-spending* (the methodology says "``H > R`` ... else lower-spending"), so it gets the flat
+    as *lower-spending* (docs/methodology.md §2.1 says "``H > R`` ... else lower-spending"), so it gets the flat
     3% discount and no administrative add-on.
     """
     return cfg.aco.historical_to_regional > 1.0
@@ -67,9 +67,10 @@ def historical_baseline(cfg: Config, base_truncation: np.ndarray | None = None) 
 
     Notes
     -----
-    ``H = mean_annual_cost / 12`` (design.md) and ``R = H / historical_to_regional`` (methodology §2.1,
-    inputs). When per-beneficiary truncation is the outlier rule (MSSP [MSSP]), ``H`` is put on the
-    truncated basis by subtracting ``base_truncation``, and ``R`` follows from it [ASSUMED]:
+    ``H = mean_annual_cost / 12`` (``docs/design.md``) and ``R = H / historical_to_regional``
+    (``docs/methodology.md`` §2.1, inputs). When per-beneficiary truncation is the outlier rule (MSSP
+    [MSSP]), ``H`` is put on the truncated basis by subtracting ``base_truncation``, and ``R`` follows from
+    it [ASSUMED]:
     otherwise a benchmark from untruncated history against truncated performance-year spending hands the
     ACO a systematic saving (about 1% of benchmark at the default calibration). Stop-loss is different:
     the ACO buys it with a charge, so the benchmark stays untruncated.
@@ -89,9 +90,9 @@ def historical_adjustment(cfg: Config, track: TrackPolicy, base_truncation: np.n
     ACOs renewing from MSSP) of the national per-capita cost [LEAD-2]; positive REA for Global only
     [LEAD-2]. ``PSA = psa_share x prior savings PBPM`` capped at ``psa_cap`` of national [LEAD-2]. The
     ACO gets ``max(REA, PSA)`` when REA-eligible (Global), else PSA. The methodology's "PSA capped at 5%"
-    does not name the base; the REA's base (national per-capita cost, ``national_annual_cost``, default
-    ``mean_annual_cost``) is used for both. Adjustments are per population; the max is taken per
-    population.
+    (``docs/methodology.md`` §2.2) does not name the base; the REA's base (national per-capita cost,
+    ``national_annual_cost``, default ``mean_annual_cost``) is used for both. Adjustments are per
+    population; the max is taken per population.
     """
     b = cfg.policy.benchmark
     h, r = historical_baseline(cfg, base_truncation)
@@ -107,7 +108,7 @@ def two_way_trend(national: np.ndarray, regional: np.ndarray, national_weight: f
 
     Notes
     -----
-    Methodology §2.3; ``w = 0.25`` [ASSUMED; MSSP weights national by the ACO's share of its region].
+    ``docs/methodology.md`` §2.3; ``w = 0.25`` [ASSUMED; MSSP weights national by the ACO's share of its region].
     """
     return national_weight * national + (1.0 - national_weight) * regional
 
@@ -118,9 +119,9 @@ def guardrailed_prospective(prospective: np.ndarray, tw: np.ndarray, hi: np.ndar
 
     Notes
     -----
-    Methodology §2.3: 0.3% / 0.2% in PY2027 [LEAD-2], widening by that much each later year
+    ``docs/methodology.md`` §2.3: 0.3% / 0.2% in PY2027 [LEAD-2], widening by that much each later year
     [ASSUMED]. ``hi`` and ``lo`` are indexed by performance year from ``simulation.start_year`` (for the
-    PY2027 entrant this is the calendar path of the methodology).
+    PY2027 entrant this is the calendar path of ``docs/methodology.md`` §2.3).
     """
     return np.clip(prospective, tw * (1.0 - lo[:, None]), tw * (1.0 + hi[:, None]))
 
@@ -130,7 +131,7 @@ def blended_update(tw: np.ndarray, p_star: np.ndarray, acpt_weight: float) -> np
 
     Notes
     -----
-    Methodology §2.3, ``w_p = 1/3`` [LEAD-2; MSSP ACPT weight].
+    ``docs/methodology.md`` §2.3, ``w_p = 1/3`` [LEAD-2; MSSP ACPT weight].
     """
     return (1.0 - acpt_weight) * tw + acpt_weight * p_star
 
@@ -143,7 +144,7 @@ def reach_rta_update(prospective: np.ndarray, tw: np.ndarray, deadband: float, b
     -----
     ``delta = TW_t / P_t - 1``. No adjustment while ``|delta| <= deadband`` (1%); beyond it the
     adjustment applied is ``sign(delta) sum_k s_k clip(|delta| - b_k, ...)``: the ACO bears 100% of
-    the RTA up to 4%, 50% between 4% and 8%, none beyond (methodology §4). The 1% is a threshold, not a
+    the RTA up to 4%, 50% between 4% and 8%, none beyond (``docs/methodology.md`` §4). The 1% is a threshold, not a
     deductible: once exceeded, the adjustment counts from the first percent (as CMS applies the RTA),
     so the update jumps at ``|delta| = 1%`` by design.
     """
@@ -158,7 +159,7 @@ def convergence_weights(cfg: Config) -> np.ndarray:
 
     Notes
     -----
-    Methodology §2.4: 0 through PY2031, then toward the full regional rate book in the last five years
+    ``docs/methodology.md`` §2.4: 0 through PY2031, then toward the full regional rate book in the last five years
     [LEAD]; default linear 0.2 ... 1.0 for PY2032-2036 [ASSUMED]. Indexed from ``simulation.start_year``.
     """
     return np.asarray(per_year(cfg.policy.benchmark.convergence, cfg.simulation.years))
@@ -169,7 +170,7 @@ def discount_path(cfg: Config, track: TrackPolicy) -> np.ndarray:
 
     Notes
     -----
-    Methodology §2.6 (Global only): higher-spending ACOs 1.75% in PY2027 rising 0.25 pp a year to 3% in
+    ``docs/methodology.md`` §2.6 (Global only): higher-spending ACOs 1.75% in PY2027 rising 0.25 pp a year to 3% in
     PY2032 and after, lower-spending 3% flat [LEAD-2; RFA range 1.75-3% LEAD]. Indexed from
     ``simulation.start_year``; the last value is held.
     """
@@ -183,7 +184,7 @@ def risk_adjustment(risk_score: np.ndarray, coding_drift: np.ndarray, caps: np.n
 
     Notes
     -----
-    Methodology §2.5: ``k`` = 3% (A&D, ESRD), 4% (High Needs) [LEAD-2]; ``RS_0 = 1``; High Needs scores
+    ``docs/methodology.md`` §2.5: ``k`` = 3% (A&D, ESRD), 4% (High Needs) [LEAD-2]; ``RS_0 = 1``; High Needs scores
     are concurrent [LEAD] (computed by the cohort kernel). Coding drift ``c`` [ASSUMED 0] is added before
     the cap.
     """
@@ -196,7 +197,7 @@ def withhold_factor(quality: np.ndarray, withhold: float) -> np.ndarray:
 
     Notes
     -----
-    Methodology §2.7: 3% of the discounted benchmark [LEAD], earned back linearly in ``q_t in [0, 1]``
+    ``docs/methodology.md`` §2.7: 3% of the discounted benchmark [LEAD], earned back linearly in ``q_t in [0, 1]``
     (``q = 0.6`` keeps 1.2% of the benchmark) [ASSUMED linear earn-back; Beta quality ASSUMED].
     """
     return 1.0 - withhold * (1.0 - quality)
@@ -244,7 +245,7 @@ def benchmark_pbpm(cfg: Config, track_name: str, national_growth: np.ndarray, re
 
     Notes
     -----
-    ``B = [(1 - c_t) H' + c_t R] x U_t x riskadj x (1 - d_t) x (1 - w (1 - q_t))`` (methodology §2).
+    ``B = [(1 - c_t) H' + c_t R] x U_t x riskadj x (1 - d_t) x (1 - w (1 - q_t))`` (``docs/methodology.md`` §2).
     With every growth rate zero and neutral risk, the benchmark stays at its base-year level ``H'``.
     ``H`` and ``R`` come from :func:`historical_baseline` (on the truncated basis when truncation is the
     outlier rule). Per-year parameters (guardrails, convergence, discount) are indexed by performance

@@ -1,4 +1,4 @@
-"""Settlement: stop-loss charge, gross savings, risk corridors, sequestration, add-ons (methodology §3).
+"""Settlement: stop-loss charge, gross savings, risk corridors, sequestration, add-ons (``docs/methodology.md`` §3).
 
 Plain numpy, vectorised over draws. Sign convention: positive is money to the ACO, negative is owed to
 CMS. Order per year: expenditure with stop-loss -> gross savings -> corridors -> sequestration ->
@@ -29,7 +29,7 @@ def corridor_share(rate: np.ndarray, track: TrackPolicy, quality: np.ndarray | N
     Notes
     -----
     Savings (``r > 0``) and losses (``r < 0``) each have a table of marginal bands on ``|r|``
-    (methodology §3.4). A minimum savings/loss rate zeroes sharing inside it (first dollar once
+    (``docs/methodology.md`` §3.4). A minimum savings/loss rate zeroes sharing inside it (first dollar once
     exceeded) [MSSP]. For MSSP ENHANCED (``quality_loss_share``) the loss share is
     ``1 - s_0 q`` bounded by ``loss_share_bounds`` (40%-75%), with ``s_0`` the first savings share
     (75%) [MSSP]. Caps on shared savings and losses are fractions of the benchmark. ``r = 0`` shares
@@ -59,7 +59,7 @@ def financial_guarantee(cfg: Config) -> float:
 
     Notes
     -----
-    Methodology §3.7: 2-4% of prior Parts A+B spending [LEAD], default 4% of annualised base-year
+    ``docs/methodology.md`` §3.7: 2-4% of prior Parts A+B spending [LEAD], default 4% of annualised base-year
     spending [LEAD-2]. The base-year spending is the initial cohort's size times the population mean
     annual costs (untruncated: it is the ACO's actual spending).
     """

@@ -1,6 +1,6 @@
 """Macro random drivers of each draw: national, regional and ACO growth, the forecast, quality scores.
 
-These are the systematic risks shared by every beneficiary of a draw (calibration.md §1). They are drawn
+These are the systematic risks shared by every beneficiary of a draw (``docs/calibration.md`` §1). They are drawn
 from the keyed streams of :mod:`leadsim.model.rng` at slot ``MACRO_SLOT``, vectorised over the draws of a chunk.
 """
 
@@ -58,7 +58,7 @@ def prospective_growth(cfg: Config) -> np.ndarray:
     -------
     ndarray, shape (years, 3)
         ``mu_p + forecast_bias``: the expected national growth plus an optional forecast miss
-        (recent misses were 4-5% of benchmark in either direction; calibration.md §1).
+        (recent misses were 4-5% of benchmark in either direction; ``docs/calibration.md`` §1).
     """
     mu = np.asarray(cfg.trend.national_mean.ordered()) + cfg.trend.forecast_bias
     return np.broadcast_to(mu, (cfg.simulation.years, 3)).copy()
@@ -71,7 +71,7 @@ def macro_paths(cfg: Config, draws: np.ndarray) -> MacroPaths:
     -----
     National growth ``n_{p,t} = mu_p + e_t`` with one AR(1) national shock shared by the populations;
     regional ``g_{p,t} = n_{p,t} + d_t`` and the ACO's own ``g_{p,t} + a_t`` add AR(1) deviations
-    ``d``, ``a`` (calibration.md §1). Quality ``q_t ~ Beta`` with the configured mean and sd, drawn by
+    ``d``, ``a`` (``docs/calibration.md`` §1). Quality ``q_t ~ Beta`` with the configured mean and sd, drawn by
     inversion of a keyed uniform.
     """
     tr = cfg.trend

@@ -2,7 +2,7 @@
 
 A beneficiary's annual spending is ``x = m * Q(z)`` where ``z`` is its standard-normal latent risk,
 ``m`` the population mean of the year and ``Q = F^{-1}(Phi(.))`` the quantile function of the marginal
-``F`` normalised to mean 1 (calibration.md §1):
+``F`` normalised to mean 1 (``docs/calibration.md`` §1):
 
 - probability ``p0`` of zero spending;
 - positive spending lognormal with log-sd ``sigma`` up to the ``tail_start`` quantile ``tau`` of the
@@ -60,7 +60,7 @@ class SplicedMarginal:
     ``q(v) = x_tau * ((1 - tau) / (1 - v))^{1/alpha}`` above, with ``x_tau = exp(sigma * Phi^{-1}(tau))``.
     Its mean is ``exp(sigma^2/2) Phi(Phi^{-1}(tau) - sigma) + (1 - tau) x_tau alpha / (alpha - 1)``
     (lognormal partial expectation plus the Pareto tail mean). The scale ``c`` makes the overall mean
-    ``(1 - p0) c E[q] = 1``. Source: calibration.md §1.
+    ``(1 - p0) c E[q] = 1``. Source: ``docs/calibration.md`` §1.
     """
 
     zero_share: float
@@ -160,7 +160,7 @@ def conditional_mean_table(q_table: np.ndarray, rho: float, normalise: bool = Tr
 
     Notes
     -----
-    This one integral gives both risk scores of calibration.md §1: the prospective score
+    This one integral gives both risk scores of ``docs/calibration.md`` §1: the prospective score
     ``E[x_t | z_{t-1}]`` (with the latent AR(1) ``rho``) and the concurrent score ``E[x_t | s_t]`` for a
     signal ``s = r z + sqrt(1 - r^2) nu`` (with ``rho = r = sqrt(R^2)``), since then
     ``z | s ~ N(r s, 1 - r^2)``. Computed by quadrature on a 1/64-spaced eta grid over +-8.5 and

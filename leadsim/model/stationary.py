@@ -8,7 +8,7 @@ percent. leadsim calibrates to the equilibrium instead:
 - ``mean_annual_cost`` is the population's per-capita spending (per member-year of exposure) in the
   stationary cohort, so the kernel draws ``(m / kappa_p) Q_p(z)`` with ``kappa_p`` from this module;
 - risk scores are divided by the stationary member-month-weighted mean score, so the base-year cohort's
-  mean risk score is 1 (``RS_0 = 1`` in methodology §2.5);
+  mean risk score is 1 (``RS_0 = 1`` in ``docs/methodology.md`` §2.5);
 - the initial cohort's base-year latent is drawn from the stationary start-of-year law of its population
   (inverse cdf on the grid, each grid point's mass spread uniformly over its bin), so PY2027 starts in
   equilibrium.
