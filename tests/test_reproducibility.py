@@ -90,3 +90,20 @@ def test_common_random_numbers_across_presets():
     # the seed is the only source of randomness: another seed gives other spending
     reseeded = leadsim.simulate(leadsim.load_config(overrides={**SMALL, "simulation.seed": 7}), progress=False)
     assert not np.array_equal(reseeded.expenditure.values, base.expenditure.values)
+
+
+def test_thread_setting_is_restored_after_a_run():
+    """``simulation.threads`` applies to the run only: numba's process-wide thread count is put back."""
+    import numba
+
+    from tests.helpers import small_config
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs a numba pool of at least 2 threads")
+    numba.set_num_threads(2)
+    leadsim.simulate(small_config(**{"simulation.threads": 1, "simulation.draws": 4}), progress=False)
+    assert numba.get_num_threads() == 2
+    numba.set_num_threads(1)
+    leadsim.simulate(small_config(**{"simulation.threads": 2, "simulation.draws": 4}), progress=False)
+    assert numba.get_num_threads() == 1
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
