@@ -246,21 +246,6 @@ def fill_vacancies(state, need):
         i += 1
 
 
-@nb.njit(cache=True, inline="always")
-def outlier_relief(x, mode, lo_b, hi_b, sl_share, p, cap):
-    """Stop-loss payout ``sum_k s_k clip(x - a_k, 0, a_{k+1} - a_k)`` or truncation ``max(x - cap, 0)``."""
-    relief = 0.0
-    if mode == RELIEF_STOP_LOSS:
-        for b in range(lo_b.shape[1]):
-            lo = lo_b[p, b]
-            if x <= lo:
-                break
-            relief += sl_share[b] * (min(x, hi_b[p, b]) - lo)
-    elif mode == RELIEF_TRUNCATION and x > cap:
-        relief = x - cap
-    return relief
-
-
 @nb.njit(cache=True)
 def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_spend, rec_died):
     """Simulate one draw; accumulate into ``out[year, population, field]`` (see :data:`OUT_FIELDS`).
@@ -273,11 +258,18 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
     compared with a threshold, so :func:`dies` avoids ``sin`` except near it. Per-year thresholds are
     computed once and sums are kept in a small local array, in slot order (same bits as summing in ``out``).
     """
-    n_years = kp.target.shape[0]
-    n_slots = n_slots_of(kp.target, kp.init_pop)
-    n_bands = kp.attach.shape[0]
+    # unpack once: reading an array out of the tuple in the loop would count references on every access
+    target, init_pop, init_nodes, init_cdf = kp.target, kp.init_pop, kp.init_nodes, kp.init_cdf
+    qtab, prostab, conctab, entrant_score = kp.qtab, kp.prostab, kp.conctab, kp.entrant_score
+    z0, rho, death_c, beta, death_mult = kp.z0, kp.rho, kp.death_c, kp.beta, kp.death_mult
+    exit_rate, sig_r, concurrent, mix_cum = kp.exit_rate, kp.sig_r, kp.concurrent, kp.mix_cum
+    hn_rate, esrd_rate = kp.hn_rate, kp.esrd_rate
+    attach, sl_share, relief_mode = kp.attach, kp.sl_share, kp.relief_mode
+    trunc_cap, outlier_thr, seed = kp.trunc_cap, kp.outlier_thr, kp.seed
+    n_years = target.shape[0]
+    n_slots = n_slots_of(target, init_pop)
+    n_bands = attach.shape[0]
     s_draw = np.uint64(draw)
-    rho, beta, sig_r = kp.rho, kp.beta, kp.sig_r
     # per-draw scratch (struct of arrays over slots)
     keys = np.empty(n_slots, dtype=np.uint64)
     z = np.zeros(n_slots)
@@ -293,29 +285,29 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
     sig_s = np.sqrt(1.0 - sig_r * sig_r)
     active = 0
     for i in range(n_slots):
-        keys[i] = key(kp.seed, s_draw, np.uint64(i))
-    for i in range(kp.init_pop.shape[0]):
-        p = kp.init_pop[i]
+        keys[i] = key(seed, s_draw, np.uint64(i))
+    for i in range(init_pop.shape[0]):
+        p = init_pop[i]
         if p >= FIRST_YEAR:  # aligned during the first year, population preset (counts follow the mix)
             state[i] = FIRST_YEAR_ENTRANT
             pop[i] = p - FIRST_YEAR
         else:
             state[i] = CONTINUING
             pop[i] = p
-            z[i] = inverse_cdf(kp.init_nodes, kp.init_cdf, p, uniforms(word(keys[i], _S_LATENT))[0])  # base-year
+            z[i] = inverse_cdf(init_nodes, init_cdf, p, uniforms(word(keys[i], _S_LATENT))[0])  # base-year
         active += 1
 
     for t in range(n_years):
-        fill_vacancies(state, kp.target[t] - active)
+        fill_vacancies(state, target[t] - active)
         base = np.uint64(t + 1) * _NS
         # this year's thresholds (the same products the rules use, computed once)
         for q in range(3):
             sc = sl_scale[t, q]
-            cap_t[q] = kp.trunc_cap * sc
-            thr_t[q] = kp.outlier_thr * sc
+            cap_t[q] = trunc_cap * sc
+            thr_t[q] = outlier_thr * sc
             for b in range(n_bands):
-                lo_b[q, b] = kp.attach[b] * sc
-                hi_b[q, b] = kp.attach[b + 1] * sc if b + 1 < n_bands else np.inf
+                lo_b[q, b] = attach[b] * sc
+                hi_b[q, b] = attach[b + 1] * sc if b + 1 < n_bands else np.inf
             for f in range(len(OUT_FIELDS)):
                 acc[q, f] = out[t, q, f]
         active = 0
@@ -334,41 +326,49 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
             if st >= ENTRANT:
                 if st == FIRST_YEAR_ENTRANT:
                     p = pop[i]
-                elif u_pop < kp.mix_cum[0]:
+                elif u_pop < mix_cum[0]:
                     p = _AD
-                elif u_pop < kp.mix_cum[1]:
+                elif u_pop < mix_cum[1]:
                     p = _ESRD
                 else:
                     p = _HN
                 zn = e1
-                score = kp.entrant_score[p]
+                score = entrant_score[p]
                 mm = HALF_YEAR
                 factor = ENTRANT_EXPOSURE
             else:
                 p = pop[i]
                 if p == _AD:
-                    if u_pop < kp.esrd_rate:
+                    if u_pop < esrd_rate:
                         p = _ESRD
-                    elif u_pop < kp.esrd_rate + kp.hn_rate:
+                    elif u_pop < esrd_rate + hn_rate:
                         p = _HN
                 zp = z[i]
                 zn = rho[p] * zp + rho_s[p] * e1
-                score = interp(kp.prostab, p, zp)
-                if dies(k, base + _S_LATENT, r, ang, cos_a, beta[p] * zn, beta_s[p], kp.death_c[p]):
+                score = interp(prostab, p, zp)
+                if dies(k, base + _S_LATENT, r, ang, cos_a, beta[p] * zn, beta_s[p], death_c[p]):
                     died = True
                     mm = HALF_YEAR
-                    factor = kp.death_mult[p]
+                    factor = death_mult[p]
                 else:
                     mm = FULL_YEAR
                     factor = 1.0
-            if kp.concurrent[p]:
+            if concurrent[p]:
                 nu = normals(word(k, base + _S_SIGNAL))[0]
-                score = interp(kp.conctab, p, sig_r[p] * zn + sig_s[p] * nu)
-            if zn <= kp.z0[p]:
+                score = interp(conctab, p, sig_r[p] * zn + sig_s[p] * nu)
+            if zn <= z0[p]:
                 x = 0.0
             else:
-                x = mean[t, p] * factor * interp(kp.qtab, p, zn)
-            relief = outlier_relief(x, kp.relief_mode, lo_b, hi_b, kp.sl_share, p, cap_t[p])
+                x = mean[t, p] * factor * interp(qtab, p, zn)
+            relief = 0.0  # outlier relief: stop-loss bands, or truncation at the cap
+            if relief_mode == RELIEF_STOP_LOSS:
+                for b in range(n_bands):
+                    lo = lo_b[p, b]
+                    if x <= lo:
+                        break
+                    relief += sl_share[b] * (min(x, hi_b[p, b]) - lo)
+            elif relief_mode == RELIEF_TRUNCATION and x > cap_t[p]:
+                relief = x - cap_t[p]
             if x > thr_t[p]:
                 acc[p, _OUTLIERS] += 1.0
             acc[p, _MM] += mm
@@ -387,7 +387,7 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
             if died:
                 acc[p, _DEATHS] += 1.0
                 state[i] = VACANT
-            elif u_exit <= kp.exit_rate[p]:
+            elif u_exit <= exit_rate[p]:
                 state[i] = VACANT
             else:
                 state[i] = CONTINUING
