@@ -35,6 +35,11 @@ Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
 Rate = Annotated[float, Field(ge=-0.5, le=1.0)]
 NonNeg = Annotated[float, Field(ge=0.0, le=1e9)]
 PerYearShare = Annotated[list[Share], Field(min_length=1, max_length=MAX_YEARS)]
+# bounds of the cost-model fields, stated once (the population classes below only change defaults)
+AnnualCost = Annotated[float, Field(gt=0.0, le=1e7)]
+LogSigma = Annotated[float, Field(ge=0.0, le=4.0)]
+Persistence = Annotated[float, Field(ge=0.0, le=0.999)]
+DeathMultiplier = Annotated[float, Field(ge=0.0, le=10.0)]
 
 
 class _Model(BaseModel):
@@ -110,49 +115,55 @@ class AcoConfig(_Model):
 class PopulationConfig(_Model):
     """Cost model of one population type (``docs/calibration.md`` §1-2)."""
 
-    mean_annual_cost: Annotated[float, Field(gt=0.0, le=1e7)]
-    national_annual_cost: Annotated[float, Field(gt=0.0, le=1e7)] | None = None
+    mean_annual_cost: AnnualCost
+    national_annual_cost: AnnualCost | None = None
     zero_share: Probability = 0.0
-    sigma: Annotated[float, Field(ge=0.0, le=4.0)] = 1.0
+    sigma: LogSigma = 1.0
     tail_start: Annotated[float, Field(ge=0.5, le=1.0)] = 0.99
     tail_alpha: Annotated[float, Field(gt=1.0, le=100.0)] = 4.0
-    rho: Annotated[float, Field(ge=0.0, le=0.999)] = 0.75
+    rho: Persistence = 0.75
     mortality: Probability = 0.04
-    death_multiplier: Annotated[float, Field(ge=0.0, le=10.0)] = 1.2
-    death_risk_beta: Annotated[float, Field(ge=0.0, le=0.999)] = 0.4
+    death_multiplier: DeathMultiplier = 1.2
+    death_risk_beta: Persistence = 0.4
     exit_rate: Probability = 0.10
     risk_model_r2: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
 
 
 class AgedDisabledConfig(PopulationConfig):
-    mean_annual_cost: Annotated[float, Field(gt=0.0, le=1e7)] = 14_400.0
+    """Aged & Disabled: the defaults of ``docs/calibration.md`` §1, and the transitions out of it."""
+
+    mean_annual_cost: AnnualCost = 14_400.0
     zero_share: Probability = 0.05
-    sigma: Annotated[float, Field(ge=0.0, le=4.0)] = 1.52
-    rho: Annotated[float, Field(ge=0.0, le=0.999)] = 0.75
+    sigma: LogSigma = 1.52
+    rho: Persistence = 0.75
     mortality: Probability = 0.04
-    death_multiplier: Annotated[float, Field(ge=0.0, le=10.0)] = 1.2
+    death_multiplier: DeathMultiplier = 1.2
     exit_rate: Probability = 0.11
     high_needs_rate: Probability = 0.02
     esrd_rate: Probability = 0.003
 
 
 class EsrdConfig(PopulationConfig):
-    mean_annual_cost: Annotated[float, Field(gt=0.0, le=1e7)] = 110_000.0
+    """ESRD: the defaults of ``docs/calibration.md`` §1."""
+
+    mean_annual_cost: AnnualCost = 110_000.0
     zero_share: Probability = 0.0
-    sigma: Annotated[float, Field(ge=0.0, le=4.0)] = 0.89
-    rho: Annotated[float, Field(ge=0.0, le=0.999)] = 0.80
+    sigma: LogSigma = 0.89
+    rho: Persistence = 0.80
     mortality: Probability = 0.136
-    death_multiplier: Annotated[float, Field(ge=0.0, le=10.0)] = 1.3
+    death_multiplier: DeathMultiplier = 1.3
     exit_rate: Probability = 0.08
 
 
 class HighNeedsConfig(PopulationConfig):
-    mean_annual_cost: Annotated[float, Field(gt=0.0, le=1e7)] = 55_000.0
+    """High Needs: the defaults of ``docs/calibration.md`` §1."""
+
+    mean_annual_cost: AnnualCost = 55_000.0
     zero_share: Probability = 0.0
-    sigma: Annotated[float, Field(ge=0.0, le=4.0)] = 1.00
-    rho: Annotated[float, Field(ge=0.0, le=0.999)] = 0.60
+    sigma: LogSigma = 1.00
+    rho: Persistence = 0.60
     mortality: Probability = 0.15
-    death_multiplier: Annotated[float, Field(ge=0.0, le=10.0)] = 1.2
+    death_multiplier: DeathMultiplier = 1.2
     exit_rate: Probability = 0.10
 
 
