@@ -14,8 +14,7 @@ Public API::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from leadsim._version import __version__
 from leadsim.analysis.risk import summarize
 from leadsim.config import Config, load_config
 from leadsim.errors import ConfigError, LeadsimWarning

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from leadsim import __version__
+from leadsim._version import __version__
 from leadsim.config import Config, load_config
 from leadsim.errors import ConfigError, DaskUnavailableError, LeadsimWarning, StoreError
 from leadsim.io.sink import is_zarr_path

@@ -197,5 +197,4 @@ def simulate_distributed(cfg: Config, client: Client, *, threads: int | None = N
     """
     sink = MemorySink()
     run_draws_distributed(cfg, client, sink, threads=threads, progress=progress)
-    assert sink.dataset is not None
-    return sink.dataset
+    return sink.result()

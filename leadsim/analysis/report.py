@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from leadsim import __version__
+from leadsim._version import __version__
 from leadsim.analysis import plots
 from leadsim.analysis.risk import HORIZON, LEVELS, paired_difference, summarize
 

@@ -11,17 +11,18 @@ import datetime as _dt
 import tomllib
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numba
 import numpy as np
 import xarray as xr
 
-from leadsim import __version__
+from leadsim._version import __version__
 from leadsim.config import POPULATIONS, Config, load_config
 from leadsim.errors import ConfigError, ResultError
 
-__all__ = ["CONSTANTS", "SCHEMA", "build_dataset", "config_of", "encode", "provenance"]
+__all__ = ["CONSTANTS", "SCHEMA", "RunHeader", "build_dataset", "config_of", "encode", "provenance"]
 
 D_YP = ("draw", "year", "population")
 D_YPT = ("draw", "year", "population", "track")
@@ -63,6 +64,14 @@ CONSTANTS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "financial_guarantee": ((), "USD", "financial guarantee amount"),
 }
 """Run-level variables without a ``draw`` dimension (computed once per run by the engine)."""
+
+
+@dataclass(frozen=True)
+class RunHeader:
+    """What a run knows before its first draw: run-level variables and the model's own attributes."""
+
+    constants: Mapping[str, Any] = field(default_factory=dict)
+    attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
 def build_dataset(cfg: Config, arrays: Mapping[str, Any], constants: Mapping[str, Any] | None = None,

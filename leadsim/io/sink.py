@@ -17,28 +17,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import xarray as xr
 
 from leadsim.config import Config
 from leadsim.io.netcdf import open_netcdf, save_netcdf
-from leadsim.io.schema import build_dataset
+from leadsim.io.schema import RunHeader, build_dataset
 
 __all__ = ["MemorySink", "NetCDFSink", "RunHeader", "Sink", "is_zarr_path", "open_result", "save", "sink_for"]
 
 Bounds = list[tuple[int, int]]
-
-
-@dataclass(frozen=True)
-class RunHeader:
-    """What a run knows before its first draw: run-level variables and the model's own attributes."""
-
-    constants: Mapping[str, Any] = field(default_factory=dict)
-    attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -67,17 +58,26 @@ class MemorySink:
         self.cfg, self.header, self.arrays, self.dataset = cfg, header, {}, None
         return list(chunks)
 
+    def _opened(self) -> Config:
+        if self.cfg is None:
+            raise RuntimeError("sink used before open()")
+        return self.cfg
+
+    def result(self) -> xr.Dataset:
+        """The gathered Dataset (after :meth:`close`)."""
+        if self.dataset is None:
+            raise RuntimeError("no result: the sink was not closed")
+        return self.dataset
+
     def save_chunk(self, start: int, stop: int, arrays: Mapping[str, np.ndarray]) -> None:
-        assert self.cfg is not None, "open() first"
-        n = self.cfg.simulation.draws
+        n = self._opened().simulation.draws
         for k, v in arrays.items():
             if k not in self.arrays:
                 self.arrays[k] = np.empty((n, *v.shape[1:]), dtype=v.dtype)
             self.arrays[k][start:stop] = v
 
     def close(self) -> None:
-        assert self.cfg is not None, "open() first"
-        self.dataset = build_dataset(self.cfg, self.arrays, self.header.constants, self.header.attrs)
+        self.dataset = build_dataset(self._opened(), self.arrays, self.header.constants, self.header.attrs)
         self.arrays = {}
 
     def abort(self) -> None:
@@ -99,8 +99,7 @@ class NetCDFSink(MemorySink):
 
     def close(self) -> None:
         super().close()
-        assert self.dataset is not None
-        save_netcdf(self.dataset, self.path)
+        save_netcdf(self.result(), self.path)
 
 
 def is_zarr_path(path: str | os.PathLike[str]) -> bool:

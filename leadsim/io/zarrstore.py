@@ -35,19 +35,16 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from leadsim import __version__
+from leadsim._version import __version__
 from leadsim.config import Config, chunk_bounds
 from leadsim.errors import ResultError, ResumeMismatchError, StoreError
 from leadsim.io.atomic import atomic_path, clean_stale_temporaries
-from leadsim.io.schema import SCHEMA, build_dataset, config_of, encode
-
-if TYPE_CHECKING:  # pragma: no cover
-    from leadsim.io.sink import RunHeader
+from leadsim.io.schema import SCHEMA, RunHeader, build_dataset, config_of, encode
 
 __all__ = [
     "MANIFEST_NAME",
@@ -277,7 +274,8 @@ class ZarrSink:
         return [b for b in chunks if b in missing]
 
     def _create(self, first: Mapping[str, np.ndarray]) -> None:
-        assert self.cfg is not None and self.header is not None and self.manifest is not None
+        if self.cfg is None or self.header is None or self.manifest is None:
+            raise RuntimeError("sink used before open()")
         clean_stale_temporaries(self.path)
         with atomic_path(self.path, folder=True) as tmp:
             tmpl = _template(self.cfg, self.header, first)
