@@ -2,7 +2,9 @@
 
 Part 1 checks :class:`leadsim.model.marginals.SplicedMarginal` and the kernel's lookup table against
 :class:`tests.spliced_exact.ExactSpliced` (scipy lognorm + Pareto, normalised by quadrature), to the
-accuracy ``docs/calibration.md`` §1 requires: quantiles up to the 99.9th within 0.5%, mean within 0.1%.
+accuracy ``docs/calibration.md`` §1 requires (quantiles up to the 99.9th within 0.5%, mean within 0.1%) and
+to the accuracy the table achieves (quantiles 2e-5, 1e-3 at the splice kink, mean 5e-6), so that a tenfold
+loss of accuracy fails.
 
 Part 2 runs the engine (``leadsim.trajectories``) on a large single-population cohort in which the latent
 is exactly N(0, 1) in the first year (no macro noise, deaths, exits, transitions or growth), so each
@@ -45,6 +47,22 @@ CASES = [
 ]
 
 
+# Accuracy the table achieves (measured: quantiles 3e-6 to 8e-6 off the splice, mean 1e-6 to 4e-6); each
+# tolerance is at most ~2.5x the measured error, so a 10x regression (e.g. a grid step sqrt(10) coarser) fails.
+QUANTILE_RTOL = 2e-5
+MEAN_TOL = {
+    # a large zero mass below a narrow body: the grid cell just above z0 interpolates from the zero node,
+    # which costs -1.5e-5 of the mean
+    (0.2, 0.5, 0.9, 2.5): 3e-5,
+}
+
+
+def splice_probability(case: tuple[float, ...]) -> float:
+    """``u`` where the Pareto tail starts: ``p0 + (1 - p0) tau`` (1 when there is no tail)."""
+    p0, _, tau, _ = case
+    return p0 + (1.0 - p0) * tau if tau < 1.0 else 1.0
+
+
 def _ids(case: tuple[float, ...]) -> str:
     return "p0={}-s={}-tau={}-a={}".format(*case)
 
@@ -66,9 +84,11 @@ def test_quantiles_match_exact(case):
     np.testing.assert_allclose(m.ppf(u), exact, rtol=1e-9)
     np.testing.assert_allclose(m.quantile_of_latent(special.ndtri(u)), exact, rtol=1e-9)
     via_table = interp_table(m.table(), special.ndtri(u))
-    np.testing.assert_allclose(via_table, exact, rtol=5e-3)
-    # the table is in fact much better than required; its worst point is the kink at the splice
-    np.testing.assert_allclose(via_table, exact, rtol=1e-3)
+    np.testing.assert_allclose(via_table, exact, rtol=5e-3)  # what the calibration requires
+    # what the table achieves (marginals.py: ~1e-5): linear interpolation on a 1/256 grid errs by about
+    # Q''/Q h^2 / 8, 3e-6 to 8e-6 here; at the splice kink (tested below) it is larger
+    off_kink = np.abs(u - splice_probability(case)) > 1e-12
+    np.testing.assert_allclose(via_table[off_kink], exact[off_kink], rtol=QUANTILE_RTOL)
     # zero mass: latents at or below z0 = Phi^-1(p0) spend nothing
     if case[0] > 0:
         assert float(m.ppf(case[0] * 0.999)) == 0.0
@@ -77,17 +97,30 @@ def test_quantiles_match_exact(case):
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_table_at_the_splice(case):
+    """At the kink where the Pareto tail starts, interpolation errs most: within 1e-3 (measured <= 3.3e-4)."""
+    m, ex = SplicedMarginal(*case), ExactSpliced(*case)
+    u = splice_probability(case)
+    if u >= 1.0:
+        pytest.skip("no tail")
+    assert float(interp_table(m.table(), special.ndtri(u))) == pytest.approx(float(ex.ppf(u)), rel=1e-3)
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
 def test_table_mean_is_one(case):
-    """The mean of the kernel's table under z ~ N(0, 1) is 1 within 0.1%.
+    """The mean of ``Q`` as the kernel evaluates it (zero at or below ``z0``, else the interpolated table)
+    under z ~ N(0, 1) is 1 within ``MEAN_TOL`` (marginals.py: ~1e-6; the calibration requires 0.1%).
 
     The table is piecewise linear in z; it is integrated against the normal density by the trapezoidal
-    rule on a grid 16 times finer than the table's (error far below 1e-6).
+    rule on a grid 16 times finer than the table's (quadrature error below 1e-7).
     """
     m = SplicedMarginal(*case)
     z = np.linspace(-GRID_ZMAX, GRID_ZMAX, 16 * (latent_grid().size - 1) + 1)
     w = np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
-    mean = np.trapezoid(interp_table(m.table(), z) * w, z)
-    assert mean == pytest.approx(1.0, rel=1e-3)
+    q = np.where(z <= m.zero_latent, 0.0, interp_table(m.table(), z))
+    mean = np.trapezoid(q * w, z)
+    assert mean == pytest.approx(1.0, rel=1e-3)  # what the calibration requires
+    assert abs(mean - 1.0) <= MEAN_TOL.get(case, 5e-6), mean - 1.0
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids)
