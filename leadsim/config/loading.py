@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import tomllib
 import warnings
 from collections.abc import Mapping
@@ -203,22 +204,31 @@ def _check_size(cfg: Config) -> None:
                            f"{MAX_ALIGNED:,} in any year; lower the growth, the years or the size)"])
 
 
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first caller outside the leadsim package, so a warning names the user's line."""
+    package = Path(__file__).resolve().parent.parent
+    frame, level = sys._getframe(1), 1
+    while frame is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _warn(cfg: Config) -> None:
     n = cfg.aco.beneficiaries
     if n < 5000 and cfg.aco.mix.high_needs <= 0.4:
         warnings.warn(f"aco.beneficiaries = {n} is below LEAD's minimum of 5,000 aligned beneficiaries "
-                      "(CMS LEAD page); simulating anyway", LeadsimWarning, stacklevel=3)
+                      "(CMS LEAD page); simulating anyway", LeadsimWarning, stacklevel=_user_stacklevel())
     elif n < 800:
         warnings.warn(f"aco.beneficiaries = {n} is below LEAD's minimum of 800 for a High Needs ACO",
-                      LeadsimWarning, stacklevel=3)
+                      LeadsimWarning, stacklevel=_user_stacklevel())
     for name in POPULATIONS:
         a = cfg.population[name].tail_alpha
         if a <= 2.0 and cfg.population[name].tail_start < 1.0:
             warnings.warn(f"population.{name}.tail_alpha = {a}: a Pareto tail with alpha <= 2 has infinite "
-                          "variance; tail metrics will not converge", LeadsimWarning, stacklevel=3)
+                          "variance; tail metrics will not converge", LeadsimWarning, stacklevel=_user_stacklevel())
     if cfg.simulation.start_year + cfg.simulation.years - 1 > 2036:
         warnings.warn("the simulation runs past PY2036, the last LEAD performance year", LeadsimWarning,
-                      stacklevel=3)
+                      stacklevel=_user_stacklevel())
 
 
 def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | None = None,
