@@ -128,6 +128,7 @@ def chromium_dump(html_path: Path) -> str:
     return res.stdout
 
 
+@pytest.mark.ci_required  # .ci/run installs Debian's chromium
 @pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium (/usr/bin/chromium)")
 def test_report_renders_in_headless_chromium(run, mssp, tmp_path):
     path = tmp_path / "report.html"
