@@ -234,7 +234,7 @@ def assert_statements(root: Path) -> list[str]:
 DANGLING = [
     (re.compile(r"anchors\.md"), "anchors.md"),
     (re.compile(r"\.\./shared"), "../shared"),
-    (re.compile(r"(?<![\w./-])spec/"), "spec/"),
+    (re.compile(r"\bspec/"), "spec/"),
     (re.compile(r"\bissues?\s*#?\s*\d+", re.IGNORECASE), "issue number"),
     (re.compile(r"(?<![\w&#])#\d+\b"), "issue number"),
     (re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b"), "commit hash"),
@@ -263,6 +263,37 @@ def dangling_references(root: Path) -> list[str]:
             bad += [f"{path.relative_to(root)}:{line} missing file: {m}" for m in DOC_LINK.findall(text)
                     if not (repo / m).is_file()]
     return bad
+
+
+def toml_comments(path: Path) -> list[tuple[int, str]]:
+    """``(line, text)`` of the comments of a TOML file (the part of a line after a ``#`` outside a string)."""
+    out = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        quote = None
+        for j, ch in enumerate(line):
+            if quote:
+                quote = None if ch == quote else quote
+            elif ch in "\"'":
+                quote = ch
+            elif ch == "#":
+                out.append((i, line[j + 1:]))
+                break
+    return out
+
+
+def test_no_dangling_references_in_the_shipped_configs():
+    """The configs are installed with the package (``leadsim/_configs``): their comments are documentation too."""
+    repo = PACKAGE.parent
+    files = sorted((repo / "configs").rglob("*.toml"))
+    assert files
+    bad = []
+    for path in files:
+        for line, text in toml_comments(path):
+            bad += [f"{path.relative_to(repo)}:{line} {what}: {m.group(0)!r}" for rx, what in DANGLING
+                    if (m := rx.search(text))]
+            bad += [f"{path.relative_to(repo)}:{line} missing file: {m}" for m in DOC_LINK.findall(text)
+                    if not (repo / m).is_file()]
+    assert bad == []
 
 
 def test_every_numba_function_is_in_the_kernel_module():
@@ -308,3 +339,10 @@ def test_the_reference_scan_lets_ordinary_text_through(text, tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "methodology.md").touch()
     assert dangling_references(root) == []
+
+
+def test_the_toml_comment_scan(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('name = "A # not a comment"  # see shared/spec/calibration.md\n# [A] assumed\nx = 1\n')
+    assert toml_comments(f) == [(1, " see shared/spec/calibration.md"), (2, " [A] assumed")]
+    assert [what for _, text in toml_comments(f) for rx, what in DANGLING if rx.search(text)] == ["spec/"]
