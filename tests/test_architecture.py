@@ -28,6 +28,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "leadsim"
 # ---------------------------------------------------------------------------------------------------------
 LAYER_OF_PREFIX = {  # longest matching prefix wins
     "leadsim._version": "base",
+    "leadsim.atomic": "base",           # the atomic-write helper, should it live at the top (io and model use it)
     "leadsim.errors": "base",
     "leadsim.schedules": "base",        # the banded rule (numpy only), shared by model and ledger
     "leadsim.config": "config",

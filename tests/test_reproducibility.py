@@ -52,7 +52,9 @@ def test_threads_1_vs_2_bit_identical(tmp_path):
     sets = [arg for k, v in SMALL.items() for arg in ("--set", f"{k}={v}")]
     procs = {}
     for n in (1, 2):
-        env = {**os.environ, "NUMBA_NUM_THREADS": str(n), "CI": "1"}
+        # the subprocess imports this checkout's leadsim, whatever copy is installed
+        path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "NUMBA_NUM_THREADS": str(n), "CI": "1", "PYTHONPATH": path}
         cmd = [sys.executable, "-m", "leadsim.cli", "run", str(REPO / "configs" / "default.toml"),
                "-o", str(tmp_path / f"t{n}.nc"), "-q", *sets]
         procs[n] = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
