@@ -21,6 +21,7 @@ from leadsim import __version__
 from leadsim.analysis import plots
 from leadsim.analysis.formatting import money, percent
 from leadsim.analysis.risk import HORIZON, LEVELS, paired_difference, summarize
+from leadsim.atomic import atomic_path
 
 __all__ = ["compare_html", "compare_text", "report_html", "write_html"]
 
@@ -315,18 +316,7 @@ def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
 
 def write_html(text: str, path: str | os.PathLike[str]) -> Path:
     """Write an HTML document atomically (temporary file in the same folder, then rename)."""
-    import tempfile
-
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path

@@ -41,9 +41,9 @@ import numpy as np
 import xarray as xr
 
 from leadsim import __version__
+from leadsim.atomic import atomic_path, clean_stale_temporaries
 from leadsim.config import Config, chunk_bounds
 from leadsim.errors import ResultError, ResumeMismatchError, StoreError
-from leadsim.io.atomic import atomic_path, clean_stale_temporaries
 from leadsim.io.schema import SCHEMA, build_dataset, config_of, encode
 
 if TYPE_CHECKING:  # pragma: no cover
