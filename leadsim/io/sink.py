@@ -68,7 +68,7 @@ class MemorySink:
         return list(chunks)
 
     def save_chunk(self, start: int, stop: int, arrays: Mapping[str, np.ndarray]) -> None:
-        assert self.cfg is not None, "open() first"
+        self._check_open()
         n = self.cfg.simulation.draws
         for k, v in arrays.items():
             if k not in self.arrays:
@@ -76,12 +76,16 @@ class MemorySink:
             self.arrays[k][start:stop] = v
 
     def close(self) -> None:
-        assert self.cfg is not None, "open() first"
+        self._check_open()
         self.dataset = build_dataset(self.cfg, self.arrays, self.header.constants, self.header.attrs)
         self.arrays = {}
 
     def abort(self) -> None:
         self.arrays = {}
+
+    def _check_open(self) -> None:
+        if self.cfg is None or self.header is None:
+            raise RuntimeError(f"{type(self).__name__}.open() must be called before saving or closing")
 
 
 class NetCDFSink(MemorySink):
@@ -99,7 +103,6 @@ class NetCDFSink(MemorySink):
 
     def close(self) -> None:
         super().close()
-        assert self.dataset is not None
         save_netcdf(self.dataset, self.path)
 
 

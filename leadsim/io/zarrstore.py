@@ -277,7 +277,8 @@ class ZarrSink:
         return [b for b in chunks if b in missing]
 
     def _create(self, first: Mapping[str, np.ndarray]) -> None:
-        assert self.cfg is not None and self.header is not None and self.manifest is not None
+        if self.cfg is None or self.header is None or self.manifest is None:
+            raise RuntimeError("ZarrSink.open() must be called before saving")
         clean_stale_temporaries(self.path)
         with atomic_path(self.path, folder=True) as tmp:
             tmpl = _template(self.cfg, self.header, first)
