@@ -77,3 +77,13 @@ def test_beneficiary_level_facts():
     # p99 / mean: A&D about 12 (OACT thresholds; full-year members of the ACO cohort run a little lower)
     assert 10.0 < f["p99_to_mean"][0] < 13.0
     assert 4.0 < f["p99_to_mean"][1] < 6.0
+
+
+def test_beneficiary_noise_is_the_size_mssp_minimum_savings_rates_allow_for():
+    m = cal.msr_comparison((5_000, 10_000, 20_000), draws=1000)
+    for n, v in m.items():
+        # the MSR table (2011 data, normal approximation, rounded to 0.1 pp) against the model's 90% half-width:
+        # within 30% where the table is not floored at 2%
+        assert abs(v["half_width"] / v["msr"] - 1.0) < 0.30 + 3 * v["se"] / v["msr"], (n, v)
+    # and it falls with size roughly as 1 / sqrt(n)
+    assert abs(m[5_000]["half_width"] / m[20_000]["half_width"] - 2.0) < 0.3

@@ -25,6 +25,7 @@ from leadsim.model.outliers import truncation_caps
 __all__ = [
     "aco_dispersion",
     "main",
+    "msr_comparison",
     "mssp_truncation",
     "population_facts",
     "professional_noise_off",
@@ -186,6 +187,36 @@ def professional_noise_off(draws: int = 400, first_years: int = 5) -> dict[str, 
             "expected": -b.withhold * (1.0 - cfg.quality.mean)}
 
 
+MSSP_MSR = {5_000: 0.039, 10_000: 0.030, 20_000: 0.025, 60_000: 0.020}
+"""MSSP minimum savings rates of the one-sided model by assigned beneficiaries [MSSP, 42 CFR 425.604(b)]:
+3.9% at 5,000-5,999, 3.0% at 10,000-14,999, 2.5% at 20,000-49,999, 2.0% at 60,000 and over."""
+
+
+def msr_comparison(sizes: tuple[int, ...] = (5_000, 10_000, 20_000, 60_000), draws: int = 1000) -> dict[int, Any]:
+    """The model's 90% half-width of the first-year savings rate from beneficiary-level noise alone, by size.
+
+    Returns
+    -------
+    dict
+        Per size: ``half_width = 1.645 x SD`` of the PY2027 Global savings rate across draws with every macro
+        noise off (only the beneficiaries' own randomness), its standard error, and the MSSP minimum savings
+        rate ``msr`` for that size.
+
+    Notes
+    -----
+    MSSP set its minimum savings rate table so that a one-sided ACO's savings beat random variation in its
+    beneficiaries' spending at 90% confidence [MSSP]; the rate falls with size roughly as ``1 / sqrt(n)``, and
+    is floored at 2%. The model's own sampling noise should be of the same size where the table is not floored.
+    """
+    out: dict[int, Any] = {}
+    for n in sizes:
+        ds = _run({**NOISE_OFF, "simulation.draws": draws, "aco.beneficiaries": n, "simulation.years": 1})
+        sr = ds["savings_rate"].sel(track="global").isel(year=0).values
+        sd = sr.std(ddof=1)
+        out[n] = {"half_width": 1.645 * sd, "se": 1.645 * sd / np.sqrt(2.0 * (sr.size - 1)), "msr": MSSP_MSR[n]}
+    return out
+
+
 def population_facts(draws: tuple[int, ...] = (0, 1, 2, 3)) -> dict[str, Any]:
     """Beneficiary-level facts from the panels of a few draws at the defaults (A&D unless stated).
 
@@ -261,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     pr = professional_noise_off()
     print(f"Professional savings rate, macro noise off, PY2027-31: {pct(pr['mean'])} (se {pct(pr['se'])}); "
           f"withhold alone {pct(pr['expected'])}")
+    msr = msr_comparison()
+    print("90% half-width of the PY2027 savings rate from beneficiary noise alone vs MSSP MSR: "
+          + "; ".join(f"{n:,}: {pct(v['half_width'])} (se {pct(v['se'])}) vs {pct(v['msr'])}" for n, v in msr.items()))
     pf = population_facts()
     print(f"A&D spending share of top 1/5/10%: {pct(pf['top1'])}, {pct(pf['top5'])}, {pct(pf['top10'])}; "
           f"decedents spend {pf['decedent_ratio']:.2f}x survivors, {pct(pf['decedent_share'])} of spending; "
