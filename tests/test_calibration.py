@@ -229,3 +229,11 @@ def test_enhanced_pcc_is_cash_recouped_at_settlement():
     s = leadsim.summarize(ds)
     acc = leadsim.summarize(ds.drop_vars(["cash_settlement"]))
     assert np.all(s.p_beyond_guarantee.values >= acc.p_beyond_guarantee.values)
+
+
+def test_realised_stop_loss_charge_is_bit_identical_across_chunk_sizes():
+    runs = [leadsim.simulate(small_config(**{"policy.stop_loss.enabled": True, "simulation.draws": 13,
+                                             "simulation.chunk_draws": c}), progress=False) for c in (13, 4, 1)]
+    for other in runs[1:]:
+        for name in ("stop_loss_charge", "net_settlement", "cash_settlement"):
+            np.testing.assert_array_equal(runs[0][name].values, other[name].values, err_msg=name)

@@ -131,9 +131,10 @@ def price_stop_loss_realised(cfg: Config, unit_mean: np.ndarray, latent_grid: np
         share = 0.0 if entrant_share is None else float(entrant_share[j])
         m = (unit_mean[j] * cum[:, :1, j] * (1.0 + cm)[None, :]).reshape(-1, 1)   # (draws x years, 1)
         mq = m * q[None, :]
-        pay = ((1.0 - dz) * stop_loss_payout(mq, attach, shares)
-               + dz * stop_loss_payout(pop.death_multiplier * mq, attach, shares)) @ w
-        pay_ent = stop_loss_payout(0.5 * mq, attach, shares) @ phi
+        # row-wise sums, not a matrix product: BLAS rounding would depend on how many draws are in the chunk
+        pay = (((1.0 - dz) * stop_loss_payout(mq, attach, shares)
+                + dz * stop_loss_payout(pop.death_multiplier * mq, attach, shares)) * w).sum(axis=1)
+        pay_ent = (stop_loss_payout(0.5 * mq, attach, shares) * phi).sum(axis=1)
         per_mm = ((1.0 - share) * pay + share * pay_ent) / ((1.0 - share) * months + share * 6.0)
         trend = cum[:, :, j] / cum[:, :1, j]
         out[:, :, j] = (1.0 + sl.loading) * trend * per_mm.reshape(n_draws, n_years)
