@@ -400,6 +400,9 @@ class Config(_Model):
         data = self.to_dict()
         out = [f"trend.national_weight = {self.trend.national_weight}",
                f"quality = Beta(mean={self.quality.mean}, sd={self.quality.sd})"]
+        if any(c != 0.0 for c in self.aco.care_management_effect):
+            out.append(f"aco.care_management_cv = {self.aco.care_management_cv} "
+                       f"(effect {self.aco.care_management_effect} x (1 + cv eps), one eps per draw)")
         for key in assumed_policy_keys(p.preset or "lead_py2027"):
             parts = key.split(".")
             if parts[1] == "stop_loss" and parts[2] != "truncation_cap" and not p.stop_loss.enabled:
