@@ -11,13 +11,13 @@ import contextlib
 import os
 import sys
 import time
-import tomllib
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from leadsim._version import __version__
+from leadsim.analysis.formatting import money
 from leadsim.config import Config, load_config
 from leadsim.errors import ConfigError, DaskUnavailableError, LeadsimWarning, StoreError
 from leadsim.io.sink import is_zarr_path
@@ -67,13 +67,7 @@ def _check_output(path: Path) -> None:
 
 
 def _money(x: float) -> str:
-    sign = "-" if x < 0 else " "
-    x = abs(x)
-    if x >= 1e9:
-        return f"{sign}${x / 1e9:,.2f}B"
-    if x >= 1e6:
-        return f"{sign}${x / 1e6:,.2f}M"
-    return f"{sign}${x / 1e3:,.0f}k"
+    return money(x, scale=None, minus="-", plus=" ")
 
 
 def summary_text(ds) -> str:
@@ -82,13 +76,13 @@ def summary_text(ds) -> str:
     Quantiles use the ``inverted_cdf`` method (the lower quantile) on the loss side (:mod:`leadsim.analysis.risk`).
     """
     from leadsim.analysis.risk import HORIZON, summarize, value_at_risk
+    from leadsim.io.schema import config_of
 
     tracks = [str(t) for t in ds["track"].values]
     n = ds.sizes["draw"]
     years = ds["year"].values
     fg = float(ds["financial_guarantee"])
-    rate = tomllib.loads(ds.attrs.get("config_toml", "")).get("policy", {}).get("settlement", {}).get(
-        "discount_rate", 0.0)
+    rate = config_of(ds).policy.settlement.discount_rate
     total = "present value" if rate > 0 else "total"
     s = summarize(ds, levels=[0.99]).sel(level=0.99)
     hor = s.sel(period=HORIZON)

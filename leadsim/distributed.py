@@ -197,4 +197,6 @@ def simulate_distributed(cfg: Config, client: Client, *, threads: int | None = N
     """
     sink = MemorySink()
     run_draws_distributed(cfg, client, sink, threads=threads, progress=progress)
-    return sink.result()
+    if sink.dataset is None:
+        raise RuntimeError("the run finished without a dataset")
+    return sink.dataset

@@ -21,7 +21,7 @@ import numpy as np
 from leadsim.config import Config, chunk_bounds
 from leadsim.io.sink import RunHeader
 from leadsim.ledger.benchmark import benchmark_pbpm
-from leadsim.ledger.settlement import financial_guarantee, settle
+from leadsim.ledger.settlement import financial_guarantee_by_year, settle
 from leadsim.model._kernel import OUT_FIELDS, RELIEF_TRUNCATION
 from leadsim.model.cohort import CohortModel, cohort_model, realised_means, run_cohort, stop_loss_price
 from leadsim.model.drivers import macro_paths, prospective_growth
@@ -39,7 +39,7 @@ class RunInputs:
     """Everything a chunk needs that does not depend on the draw, built once per run by :func:`prepare`."""
 
     model: CohortModel
-    charge_pbpm: np.ndarray      # (years, 3) stop-loss charge PBPM, priced before the run
+    charge_pbpm: np.ndarray      # (years, 3) stop-loss charge PBPM at expected trend (the ex-ante basis)
     base_truncation: np.ndarray  # (3,) expected base-year spending removed by truncation, PBPM
 
 
@@ -51,7 +51,8 @@ def prepare(cfg: Config) -> RunInputs:
 
 def run_header(cfg: Config) -> RunHeader:
     """The run-level variables and model attributes a sink stores before the first chunk."""
-    return RunHeader(constants={"financial_guarantee": np.float64(financial_guarantee(cfg))},
+    fg = financial_guarantee_by_year(cfg)
+    return RunHeader(constants={"financial_guarantee": np.float64(fg[0]), "financial_guarantee_by_year": fg},
                      attrs={"rng_scheme": RNG_SCHEME})
 
 
@@ -87,12 +88,15 @@ def run_chunk(cfg: Config, inputs: RunInputs, draws: np.ndarray) -> ChunkResult:
         "national_growth": macro.national_growth, "regional_growth": macro.regional_growth,
         "aco_growth": macro.aco_growth, "quality_score": macro.quality,
     }
+    sl = cfg.policy.stop_loss
+    charge_pbpm = (stop_loss_price(cfg, model, macro.national_growth) if sl.enabled and sl.basis == "realised"
+                   else inputs.charge_pbpm)
     prosp = prospective_growth(cfg)
     per_track: dict[str, list[np.ndarray]] = {}
     for track in cfg.policy.tracks:
         parts = benchmark_pbpm(cfg, track, macro.national_growth, macro.regional_growth, prosp, risk,
                                macro.quality, spending_pbpm=spend_pbpm, base_truncation=inputs.base_truncation)
-        s = settle(cfg, track, parts.final, mm, f["expenditure"], f["stop_loss_payout"], inputs.charge_pbpm,
+        s = settle(cfg, track, parts.final, mm, f["expenditure"], f["stop_loss_payout"], charge_pbpm,
                    macro.quality)
         items = {
             "benchmark_pbpm": parts.final,
@@ -109,6 +113,8 @@ def run_chunk(cfg: Config, inputs: RunInputs, draws: np.ndarray) -> ChunkResult:
             "operating_cost": s.operating_cost,
             "net_settlement": s.net_settlement,
             "cumulative_settlement": s.cumulative_settlement,
+            "pcc_advance": s.pcc_advance,
+            "cash_settlement": s.cash_settlement,
         }
         for k, v in items.items():
             per_track.setdefault(k, []).append(v)

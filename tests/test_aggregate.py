@@ -41,7 +41,7 @@ def _config() -> leadsim.Config:
         "simulation.years": 1, "simulation.draws": N_DRAWS, "simulation.chunk_draws": 4096,
         "aco.beneficiaries": N_BENEFICIARIES,
         "policy.preset": "lead_py2027", "policy.stop_loss.enabled": True,
-        "trend.national_sd": 0.0, "trend.regional_sd": 0.0, "trend.aco_sd": 0.0,
+        "trend.national_sd": 0.0, "trend.regional_sd": 0.0, "trend.aco_level_sd": 0.0,
         "population.aged_disabled.high_needs_rate": 0.0, "population.aged_disabled.esrd_rate": 0.0,
     }
     for q in POPULATIONS:

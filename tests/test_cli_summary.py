@@ -67,6 +67,10 @@ def expected_figures(ds) -> dict[str, np.ndarray]:
     x = ds.net_settlement.transpose("draw", "year", "track").values
     cum = ds.cumulative_settlement.transpose("draw", "track").values
     fg = float(ds.financial_guarantee)
+    # a year's guarantee test: cash owed at settlement against the guarantee in force that year
+    cash_da = ds.cash_settlement if "cash_settlement" in ds else ds.net_settlement
+    cash = cash_da.transpose("draw", "year", "track").values
+    fg_year = ds.financial_guarantee_by_year.values if "financial_guarantee_by_year" in ds else np.full(x.shape[1], fg)
     rate = leadsim.config_of(ds).policy.settlement.discount_rate
     disc = (1.0 + rate) ** -np.arange(x.shape[1])
     c = np.cumsum(x * disc[None, :, None], axis=1)
@@ -79,7 +83,7 @@ def expected_figures(ds) -> dict[str, np.ndarray]:
         "Mean 10-year present value": cum.mean(axis=0),
         "1-in-100 10-year present value": np.array([q01(cum[:, t]) for t in range(n_tracks)]),
         "P(10-year loss)": (cum < 0).mean(axis=0),
-        "P(a year's loss > guarantee)": (x < -fg).any(axis=1).mean(axis=0),
+        "P(a year's loss > guarantee)": (cash < -fg_year[None, :, None]).any(axis=1).mean(axis=0),
         "P(worst cum. loss > guarantee)": (dd > fg).mean(axis=0),
     }
 

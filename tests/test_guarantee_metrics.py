@@ -14,6 +14,7 @@ def _with_settlements(net: np.ndarray, fg: float):
     ds["net_settlement"] = (("draw", "year", "track"), net)
     ds["cumulative_settlement"] = (("draw", "track"), net.sum(axis=1))
     ds["financial_guarantee"] = fg
+    ds = ds.drop_vars(["cash_settlement", "financial_guarantee_by_year"])  # the accrual view and one amount
     return ds
 
 

@@ -41,7 +41,7 @@ def config(**overrides):
 def degenerate(**overrides):
     """Every random driver switched off: spending is mean_annual_cost x (1 + mu)^t x (1 + care management)."""
     ov = {"simulation.draws": 2, "simulation.chunk_draws": 2, "aco.beneficiaries": 100,
-          "trend.national_sd": 0.0, "trend.regional_sd": 0.0, "trend.aco_sd": 0.0, "quality.sd": 0.0,
+          "trend.national_sd": 0.0, "trend.regional_sd": 0.0, "trend.aco_level_sd": 0.0, "quality.sd": 0.0,
           "population.aged_disabled.high_needs_rate": 0.0, "population.aged_disabled.esrd_rate": 0.0}
     for p in POPS:
         ov.update({f"population.{p}.sigma": 0.0, f"population.{p}.tail_start": 1.0,
@@ -534,9 +534,13 @@ def test_end_to_end_higher_spending_stop_loss(monkeypatch):
 
 def test_end_to_end_mssp_truncation_and_rebasing(monkeypatch):
     cm = [-0.5, -0.4, -0.3, -0.2, -0.1, -0.1, -0.1, -0.1, -0.1, -0.1]
+    # one $430,000 cap for every population and no regional adjustment, so the figures can be worked by hand
+    # (the preset's per-population percentile caps and regional adjustment have their own tests)
     cfg = degenerate(**{"policy.preset": "mssp_enhanced", "aco.mix.aged_disabled": 0.98, "aco.mix.esrd": 0.0,
                         "aco.mix.high_needs": 0.02, "population.high_needs.mean_annual_cost": 900_000.0,
-                        "aco.care_management_effect": cm, "quality.mean": 0.85})
+                        "aco.care_management_effect": cm, "quality.mean": 0.85,
+                        "policy.stop_loss.truncation_percentile": None, "policy.stop_loss.truncation_cap": 430_000.0,
+                        "policy.benchmark.rea_share": 0.0, "policy.benchmark.rea_share_negative": 0.0})
     ds, _ = _simulate(cfg, monkeypatch)
     d0 = ds.isel(draw=0, track=0)
     assert np.all(np.isfinite(d0.benchmark.values)), "an empty population (no ESRD) must not poison the benchmark"

@@ -145,7 +145,7 @@ def one_population_overrides(pop: str, beneficiaries: int, years: int = 1) -> di
     o = {
         "simulation.years": years,
         "aco.beneficiaries": beneficiaries,
-        "trend.national_sd": 0.0, "trend.regional_sd": 0.0, "trend.aco_sd": 0.0,
+        "trend.national_sd": 0.0, "trend.regional_sd": 0.0, "trend.aco_level_sd": 0.0,
         "population.aged_disabled.high_needs_rate": 0.0, "population.aged_disabled.esrd_rate": 0.0,
     }
     for q in POPULATIONS:

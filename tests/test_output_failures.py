@@ -81,7 +81,7 @@ def test_read_only_folder_is_refused_before_running(tmp_path, capsys):
 
 def test_permission_denied_at_write_time(tmp_path, monkeypatch, capsys):
     """The folder looked writable but the write is refused (e.g. ACLs, root-squashed NFS): one line, no file."""
-    import leadsim.io.atomic as atomic
+    import leadsim.atomic as atomic
 
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(tmp_path / ".run.nc.x.tmp"))

@@ -27,7 +27,7 @@ K_SE = 4.0
 @pytest.fixture(scope="module")
 def panel_and_model():
     o = {"simulation.years": 2, "aco.beneficiaries": 60_000,
-         "trend.national_sd": 0.0, "trend.regional_sd": 0.0, "trend.aco_sd": 0.0,
+         "trend.national_sd": 0.0, "trend.regional_sd": 0.0, "trend.aco_level_sd": 0.0,
          "aco.mix.aged_disabled": 0.0, "aco.mix.esrd": 0.5, "aco.mix.high_needs": 0.5}
     for q in POPULATIONS:
         o[f"trend.national_mean.{q}"] = 0.0

@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from leadsim.analysis.formatting import money_formatter, scale_for
 from leadsim.analysis.risk import horizon, order_index, tail_metrics, tail_prob
 
 __all__ = [
@@ -41,24 +42,8 @@ def _new_ax(ax: Axes | None, size: tuple[float, float] = (7.0, 4.2)) -> tuple[Fi
     return fig, fig.add_subplot()
 
 
-def _money_fmt(scale: float, unit: str) -> FuncFormatter:
-    digits = 0 if scale == 1 else 1
-    return FuncFormatter(lambda v, _pos: f"{'-' if v < 0 else ''}${abs(v) / scale:,.{digits}f}{unit}")
-
-
 def _pct(p: float) -> str:
     return f"{100 * p:g}%"
-
-
-def _scale_for(values: np.ndarray) -> tuple[float, str]:
-    big = float(np.nanmax(np.abs(values))) if np.size(values) else 0.0
-    if big >= 1e9:
-        return 1e9, "B"
-    if big >= 1e6:
-        return 1e6, "M"
-    if big >= 1e3:
-        return 1e3, "k"
-    return 1.0, ""
 
 
 def _colour(label: str, i: int) -> str:
@@ -138,7 +123,7 @@ def fan_chart(ds: xr.Dataset, track: str | None = None, ax: Axes | None = None,
                     color=_TRACK_COLOURS.get(t, _CYCLE[i]), label=f"benchmark ({t}) median")
     ax.set_xticks(years)
     ax.tick_params(axis="x", labelrotation=45)
-    ax.yaxis.set_major_formatter(_money_fmt(1.0, ""))
+    ax.yaxis.set_major_formatter(money_formatter(1.0, ""))
     ax.set_ylabel("USD per member-month")
     ax.set_title(f"Benchmark vs spending PBPM\n{_subtitle(ds)}", fontsize=10)
     ax.legend(fontsize=7, ncol=2, loc="upper left")
@@ -186,7 +171,7 @@ def loss_exceedance(runs: Runs, var: str = "net_settlement", ax: Axes | None = N
     series = _series(runs, var)
     z = float(ndtri(0.5 + conf / 2))
     allv = np.concatenate([-v for _, v in series])
-    scale, unit = _scale_for(allv)
+    scale, unit = scale_for(allv)
     n_min = min(v.size for _, v in series)
     for i, (label, x) in enumerate(series):
         loss = np.sort(-x)
@@ -204,7 +189,7 @@ def loss_exceedance(runs: Runs, var: str = "net_settlement", ax: Axes | None = N
     ax.axvline(0, color="0.2", lw=0.8)
     ax.set_yscale("log")
     ax.set_ylim(0.5 / n_min, 1.05)
-    ax.xaxis.set_major_formatter(_money_fmt(scale, unit))
+    ax.xaxis.set_major_formatter(money_formatter(scale, unit))
     ax.set_xlabel("ten-year loss to the ACO (negative = gain)")
     ax.set_ylabel("probability the loss is exceeded")
     ax.set_title(f"Loss exceedance with {conf:.0%} bands\n{_subtitle(runs)}", fontsize=10)
@@ -235,7 +220,7 @@ def settlement_distribution(runs: Runs, var: str = "net_settlement", ax: Axes | 
     fig, ax = _new_ax(ax)
     series = _series(runs, var)
     allv = np.concatenate([v for _, v in series])
-    scale, unit = _scale_for(allv)
+    scale, unit = scale_for(allv)
     if bins is None:
         bins = int(np.clip(np.sqrt(min(v.size for _, v in series)), 15, 80))
     edges = np.histogram_bin_edges(allv, bins=bins)
@@ -248,7 +233,7 @@ def settlement_distribution(runs: Runs, var: str = "net_settlement", ax: Axes | 
         ax.axvline(x.mean(), color=c, lw=1.2)
         ax.axvline(-var_p, color=c, lw=1.2, ls="--")
     ax.axvline(0, color="0.2", lw=0.8)
-    ax.xaxis.set_major_formatter(_money_fmt(scale, unit))
+    ax.xaxis.set_major_formatter(money_formatter(scale, unit))
     ax.set_yticks([])
     ax.set_xlabel(f"ten-year {var.replace('_', ' ')} (positive = paid to the ACO)")
     ax.set_ylabel("density")
@@ -290,14 +275,14 @@ def comparison(runs: Runs, var: str = "net_settlement", p: float = 0.99, ax: Axe
         tm = tail_metrics(x, p)
         rows.append((label, float(tm.tvar[0]), float(tm.tvar_se[0]), x.mean(), x.std(ddof=1) / np.sqrt(x.size)))
     vals = np.array([[r[1], r[3]] for r in rows])
-    scale, unit = _scale_for(vals)
+    scale, unit = scale_for(vals)
     for i, (label, tv, tv_se, m, m_se) in enumerate(rows):
         c = _colour(label, i)
         ax.errorbar(tv, m, xerr=1.96 * tv_se, yerr=1.96 * m_se, fmt="o", color=c, ms=7, capsize=3, label=label)
         ax.annotate(label, (tv, m), textcoords="offset points", xytext=(6, 6), fontsize=8, color=c)
     ax.axhline(0, color="0.2", lw=0.8)
-    ax.xaxis.set_major_formatter(_money_fmt(scale, unit))
-    ax.yaxis.set_major_formatter(_money_fmt(scale, unit))
+    ax.xaxis.set_major_formatter(money_formatter(scale, unit))
+    ax.yaxis.set_major_formatter(money_formatter(scale, unit))
     ax.set_xlabel(f"TVaR {_pct(p)} of the ten-year loss (tail risk)")
     ax.set_ylabel("mean ten-year settlement (to the ACO)")
     ax.set_title("Risk and return by track / policy (±1.96 s.e.)", fontsize=10)
@@ -440,8 +425,8 @@ def waterfall(ds: xr.Dataset, track: str | None = None, draw: str | int = "mean"
     b, h = np.array(bottoms), np.array(heights)
     tops, lows = np.maximum(b, b + h), np.minimum(b, b + h)
     big = w["benchmark before discount"]
-    scale, unit = _scale_for(np.array([big]))
-    small_scale, small_unit = _scale_for(np.abs(h[np.abs(h) < 0.5 * abs(big)]) if big else h)
+    scale, unit = scale_for(np.array([big]))
+    small_scale, small_unit = scale_for(np.abs(h[np.abs(h) < 0.5 * abs(big)]) if big else h)
 
     # top panel: the benchmark level; bottom panel: everything near zero
     near = [lv for lv in (*tops, *lows) if abs(lv) < 0.5 * abs(big)] + [0.0]
@@ -465,8 +450,8 @@ def waterfall(ds: xr.Dataset, track: str | None = None, draw: str | int = "mean"
         axis.grid(alpha=0.3, axis="y")
     top.set_ylim(hi_rng[0] - hpad, hi_rng[1] + hpad)
     bot.set_ylim(lo_rng[0] - pad, lo_rng[1] + pad)
-    top.yaxis.set_major_formatter(_money_fmt(scale, unit) if scale >= 1e9 else _money_fmt(1e6, "M"))
-    bot.yaxis.set_major_formatter(_money_fmt(small_scale, small_unit))
+    top.yaxis.set_major_formatter(money_formatter(scale, unit) if scale >= 1e9 else money_formatter(1e6, "M"))
+    bot.yaxis.set_major_formatter(money_formatter(small_scale, small_unit))
     top.spines["bottom"].set_visible(False)
     bot.spines["top"].set_visible(False)
     top.set_xticks([])
@@ -476,7 +461,7 @@ def waterfall(ds: xr.Dataset, track: str | None = None, draw: str | int = "mean"
         for i, (bi, hi_, k) in enumerate(zip(b, h, kinds, strict=True)):
             end = bi + hi_ if k == "step" else hi_
             if y0 <= end <= y1 and not (axis is bot and abs(end) >= 0.5 * abs(big)):
-                sc, un = (scale, unit) if abs(hi_) >= 1e9 else _scale_for(np.array([hi_]))
+                sc, un = (scale, unit) if abs(hi_) >= 1e9 else scale_for(np.array([hi_]))
                 txt = f"{'+' if (hi_ > 0 and k == 'step') else ''}{hi_ / sc:,.2f}{un}"
                 axis.annotate(txt, (i, end), textcoords="offset points", xytext=(0, 3 if hi_ >= 0 else -9),
                               ha="center", fontsize=7)
@@ -538,11 +523,11 @@ def convergence(ds: xr.Dataset, var: str = "net_settlement", p: float = 0.99, tr
         ax.fill_between(ms, est - 1.96 * se, est + 1.96 * se, color=c, alpha=0.2, lw=0)
         ax.plot(ms, est, color=c, lw=1.8, label=f"{label}: {est[-1] / 1e6:,.2f}M ± {1.96 * se[-1] / 1e6:,.2f}M")
         allv.append(est)
-    scale, unit = _scale_for(np.concatenate(allv))
+    scale, unit = scale_for(np.concatenate(allv))
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}" if str(int(v))[0] in "25" else ""))
-    ax.yaxis.set_major_formatter(_money_fmt(scale, unit))
+    ax.yaxis.set_major_formatter(money_formatter(scale, unit))
     ax.set_xlabel("draws used")
     ax.set_ylabel(f"TVaR {_pct(p)} of the ten-year loss")
     ax.set_title(f"Convergence of TVaR {_pct(p)} (band: ±1.96 s.e.)\n{_subtitle(ds)}", fontsize=10)

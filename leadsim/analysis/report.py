@@ -14,22 +14,16 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
 from leadsim._version import __version__
 from leadsim.analysis import plots
+from leadsim.analysis.formatting import money, percent
 from leadsim.analysis.risk import HORIZON, LEVELS, paired_difference, summarize
+from leadsim.atomic import atomic_path
 
-__all__ = ["REPORT_FIGURES", "REPORT_TABLES", "compare_html", "compare_text", "report_html", "write_html"]
-
-REPORT_FIGURES = ("fan_chart", "loss_exceedance", "settlement_distribution", "comparison", "waterfall_mean",
-                  "waterfall_1in100", "convergence")
-"""``data-figure`` names in a run report (waterfalls once per track, suffixed ``_<track>``)."""
-
-REPORT_TABLES = ("horizon_metrics", "annual_metrics", "provenance")
-"""``data-table`` names in a run report (``annual_metrics`` once per track, suffixed ``_<track>``)."""
+__all__ = ["compare_html", "compare_text", "report_html", "write_html"]
 
 COMPARE_FIGURES = ("comparison", "loss_exceedance", "settlement_distribution")
 COMPARE_TABLES = ("runs", "compare_metrics", "paired_differences")
@@ -64,10 +58,7 @@ def _figure(name: str, fig: Figure, caption: str) -> str:
 
 
 def _m(x: float, digits: int = 2) -> str:
-    """Money in $M with a proper minus sign."""
-    if not np.isfinite(x):
-        return "n/a"
-    return f"{'−' if x < 0 else ''}${abs(x) / 1e6:,.{digits}f}M"
+    return money(x, 1e6, "M", digits)
 
 
 def _mse(x: float, se: float) -> str:
@@ -75,8 +66,7 @@ def _mse(x: float, se: float) -> str:
 
 
 def _p(x: float, se: float | None = None) -> str:
-    out = f"{x:.1%}"
-    return out if se is None else f"{out} <span class='se'>± {se:.1%}</span>"
+    return percent(x) if se is None else f"{percent(x)} <span class='se'>± {se:.1%}</span>"
 
 
 def _table(name: str, header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1, cls: str = "") -> str:
@@ -133,12 +123,11 @@ def _annual_rows(s: xr.Dataset, track: str) -> tuple[list[str], list[list[str]]]
     for period in s["period"].values:
         r = s.sel(period=period)
         cells = ["ten-year" if period == HORIZON else f"PY{period}"]
-        for t in [track]:
-            x = r.sel(track=t)
-            cells += [_mse(float(x["mean"]), float(x.mean_se)), _mse(float(x.VaR.sel(level=lv)),
-                                                                   float(x.VaR_se.sel(level=lv))),
-                      _mse(float(x.TVaR.sel(level=lv)), float(x.TVaR_se.sel(level=lv))),
-                      _p(float(x.p_loss)), _p(float(x.p_beyond_guarantee))]
+        x = r.sel(track=track)
+        cells += [_mse(float(x["mean"]), float(x.mean_se)),
+                  _mse(float(x.VaR.sel(level=lv)), float(x.VaR_se.sel(level=lv))),
+                  _mse(float(x.TVaR.sel(level=lv)), float(x.TVaR_se.sel(level=lv))),
+                  _p(float(x.p_loss)), _p(float(x.p_beyond_guarantee))]
         rows.append(cells)
     return header, rows
 
@@ -327,18 +316,7 @@ def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
 
 def write_html(text: str, path: str | os.PathLike[str]) -> Path:
     """Write an HTML document atomically (temporary file in the same folder, then rename)."""
-    import tempfile
-
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path

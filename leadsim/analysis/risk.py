@@ -288,6 +288,13 @@ def _financial_guarantee(ds: xr.Dataset) -> float:
     return float(ds["financial_guarantee"]) if "financial_guarantee" in ds else np.inf
 
 
+def _guarantee_by_year(ds: xr.Dataset) -> np.ndarray:
+    """The guarantee in force each year (recomputed annually), or the single amount for every year."""
+    if "financial_guarantee_by_year" in ds:
+        return ds["financial_guarantee_by_year"].values.astype(float)
+    return np.full(ds.sizes["year"], _financial_guarantee(ds))
+
+
 def _draws_first(da: xr.DataArray) -> tuple[np.ndarray, list[str]]:
     rest = [d for d in da.dims if d != "draw"]
     return da.transpose("draw", *rest).values.astype(float), rest
@@ -315,8 +322,8 @@ _ATTRS: dict[str, tuple[str, str]] = {
     "VaR": ("USD", "value at risk, loss side: -(1-p) lower quantile of settlement (inverted_cdf)"),
     "TVaR": ("USD", "tail value at risk, loss side: mean loss in the worst 1-p share of draws"),
     "p_loss": ("1", "probability of a loss (settlement < 0)"),
-    "p_beyond_guarantee": ("1", "probability that a year's loss exceeds the financial guarantee "
-                                "(horizon: in any year)"),
+    "p_beyond_guarantee": ("1", "probability that a year's cash owed at settlement (loss plus recouped enhanced "
+                                "PCC) exceeds that year's financial guarantee (horizon: in any year)"),
     "p_drawdown_beyond_guarantee": ("1", "probability that the worst cumulative drawdown exceeds the "
                                          "financial guarantee"),
     "drawdown_mean": ("USD", "mean worst cumulative drawdown over the horizon"),
@@ -347,8 +354,10 @@ def summarize(ds: xr.Dataset, var: str = "net_settlement", levels: Sequence[floa
         * ``mean``, ``sd`` (track, period);
         * ``VaR``, ``TVaR`` (track, period, level), loss side, positive = loss;
         * ``p_drawdown_beyond_guarantee`` (track): P(worst cumulative drawdown > financial guarantee)
-        * ``p_loss``: P(settlement < 0); ``p_beyond_guarantee``: P(loss > financial guarantee), on the horizon
-          P(some year's loss > guarantee) (track, period);
+        * ``p_loss``: P(settlement < 0); ``p_beyond_guarantee``: P(cash owed at settlement > that year's
+          financial guarantee), on the horizon P(some year's is) (track, period). For ``net_settlement`` the
+          cash view ``cash_settlement`` (the loss plus the recouped enhanced PCC advance) is compared with
+          ``financial_guarantee_by_year`` when the run has them; the other metrics stay on the accrual view;
         * ``drawdown_mean`` (track), ``drawdown_VaR``, ``drawdown_TVaR`` (track, level): the worst cumulative
           drawdown of the annual settlements (:func:`drawdown`), upper tail.
 
@@ -382,7 +391,11 @@ def summarize(ds: xr.Dataset, var: str = "net_settlement", levels: Sequence[floa
     mom = _moments(x)
     tail = tail_metrics(x, levels_arr)                         # (L, Y+1, T)
     p_loss, p_loss_se = _prob(x < 0)
-    beyond_year = x_year < -fg
+    # the guarantee backs what is owed at settlement: the cash view (net settlement minus the recouped
+    # enhanced PCC advance) against the guarantee in force that year (docs/methodology.md §3.6-3.7)
+    cash = ds["cash_settlement"] if var == "net_settlement" and "cash_settlement" in ds else ds[var]
+    x_cash = cash.transpose("draw", "year", "track").values.astype(float)
+    beyond_year = x_cash < -_guarantee_by_year(ds)[None, :, None]
     beyond = np.concatenate([beyond_year, beyond_year.any(axis=1)[:, None, :]], axis=1)
     p_fg, p_fg_se = _prob(beyond)
 

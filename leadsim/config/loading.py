@@ -153,6 +153,15 @@ def _key_part(part: Any) -> str:
     return text if text and all(c.isalnum() or c in "_-" for c in text) else repr(text)
 
 
+RETIRED_KEYS: dict[str, str] = {
+    "trend.aco_sd": "trend.aco_level_sd (the ACO's cost level is now a mean-reverting AR(1) in its log level, "
+                    "docs/calibration.md §1)",
+    "trend.aco_ar": "trend.aco_level_persistence (the ACO's cost level is now a mean-reverting AR(1) in its log "
+                    "level, docs/calibration.md §1)",
+}
+"""Keys of earlier versions and what replaced them: a config using one gets an error naming the replacement."""
+
+
 def _format_errors(err: ValidationError) -> list[str]:
     lines = []
     for e in err.errors(include_url=False):
@@ -161,6 +170,9 @@ def _format_errors(err: ValidationError) -> list[str]:
         msg = e["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
+        if e["type"] == "extra_forbidden" and key in RETIRED_KEYS:
+            lines.append(f"{key}: retired key; use {RETIRED_KEYS[key]}")
+            continue
         if e["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown key (check the spelling; see configs/default.toml)")
             continue

@@ -108,6 +108,7 @@ class AcoConfig(_Model):
     renewing_from_mssp: bool = False
     care_management_effect: Annotated[list[Annotated[float, Field(ge=-0.9, le=0.9)]],
                                       Field(min_length=1, max_length=MAX_YEARS)] = [0.0]
+    care_management_cv: Annotated[float, Field(ge=0.0, le=2.0)] = 0.0
     operating_cost_pbpm: NonNeg = 0.0
     rural: bool = False
 
@@ -139,8 +140,8 @@ class AgedDisabledConfig(PopulationConfig):
     mortality: Probability = 0.04
     death_multiplier: DeathMultiplier = 1.2
     exit_rate: Probability = 0.11
-    high_needs_rate: Probability = 0.02
-    esrd_rate: Probability = 0.003
+    high_needs_rate: Probability = 0.01
+    esrd_rate: Probability = 0.002
 
 
 class EsrdConfig(PopulationConfig):
@@ -189,15 +190,20 @@ class PerPopulation(_Model):
 
 
 class TrendConfig(_Model):
-    """Macro growth: national (per population) and regional AR(1), ACO-specific noise, the forecast."""
+    """Macro growth: national (per population) and regional AR(1), the ACO's own cost level, the forecast.
+
+    The ACO's cost level relative to its region is a mean-reverting AR(1) in the log level,
+    ``l_t = aco_level_persistence x l_{t-1} + aco_level_sd x eps_t`` with ``l = 0`` in the base year
+    (``docs/calibration.md`` §1); it replaced the AR(1) on the ACO's growth (``aco_sd``, ``aco_ar``).
+    """
 
     national_mean: PerPopulation = PerPopulation(aged_disabled=0.05, esrd=0.04, high_needs=0.05)
     national_sd: Annotated[float, Field(ge=0.0, le=0.5)] = 0.03
     national_ar: Annotated[float, Field(ge=-0.99, le=0.99)] = 0.5
     regional_sd: Annotated[float, Field(ge=0.0, le=0.5)] = 0.015
     regional_ar: Annotated[float, Field(ge=-0.99, le=0.99)] = 0.5
-    aco_sd: Annotated[float, Field(ge=0.0, le=0.5)] = 0.025
-    aco_ar: Annotated[float, Field(ge=-0.99, le=0.99)] = 0.5
+    aco_level_sd: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0265
+    aco_level_persistence: Annotated[float, Field(ge=0.0, le=0.999)] = 0.80
     forecast_bias: Annotated[float, Field(ge=-0.5, le=0.5)] = 0.0
     national_weight: Share = 0.25
 
@@ -235,11 +241,14 @@ class BenchmarkPolicy(_Model):
     rta_deadband: Share = 0.0
     rta_breakpoints: Annotated[list[Share], Field(min_length=1)] = [0.0]
     rta_shares: Annotated[list[Share], Field(min_length=1)] = [1.0]
+    rta_reference: Literal["national", "two_way"] = "national"
     convergence: PerYearShare
     convergence_cap: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     rea_share: Share
     rea_cap: Share
     rea_cap_renewing: Share
+    rea_share_negative: Share = 0.0
+    rea_negative_cap: Share = 0.0
     psa_share: Share
     psa_cap: Share
     risk_cap: RiskCap
@@ -297,7 +306,14 @@ class StopLossPolicy(_Model):
     shares: Annotated[list[Share], Field(min_length=1, max_length=10)] = [0.5, 0.75, 0.9]
     loading: Annotated[float, Field(ge=0.0, le=5.0)] = 0.10
     neutrality: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0  # ex-post budget-neutrality scales payouts down
+    basis: Literal["realised", "expected"] = "realised"
     truncation_cap: Annotated[float, Field(gt=0.0, le=1e9)] | None = None
+    truncation_percentile: Annotated[float, Field(gt=0.5, lt=1.0)] | None = None
+
+    @property
+    def truncates(self) -> bool:
+        """Whether per-beneficiary truncation is the outlier rule (a cap or a national percentile)."""
+        return self.truncation_cap is not None or self.truncation_percentile is not None
 
     @model_validator(mode="after")
     def _bands(self) -> StopLossPolicy:
@@ -308,6 +324,10 @@ class StopLossPolicy(_Model):
             raise ValueError(f"attachments must be strictly increasing (got {self.attachments})")
         if self.enabled and self.truncation_cap is not None:
             raise ValueError("choose stop-loss (enabled = true) or truncation_cap, not both")
+        if self.enabled and self.truncation_percentile is not None:
+            raise ValueError("choose stop-loss (enabled = true) or truncation_percentile, not both")
+        if self.truncation_cap is not None and self.truncation_percentile is not None:
+            raise ValueError("choose truncation_cap (one cap) or truncation_percentile (per population), not both")
         return self
 
 
@@ -380,6 +400,9 @@ class Config(_Model):
         data = self.to_dict()
         out = [f"trend.national_weight = {self.trend.national_weight}",
                f"quality = Beta(mean={self.quality.mean}, sd={self.quality.sd})"]
+        if any(c != 0.0 for c in self.aco.care_management_effect):
+            out.append(f"aco.care_management_cv = {self.aco.care_management_cv} "
+                       f"(effect {self.aco.care_management_effect} x (1 + cv eps), one eps per draw)")
         for key in assumed_policy_keys(p.preset or "lead_py2027"):
             parts = key.split(".")
             if parts[1] == "stop_loss" and parts[2] != "truncation_cap" and not p.stop_loss.enabled:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from leadsim.io.atomic import atomic_path
+from leadsim.atomic import atomic_path
 from leadsim.io.schema import encode
 
 __all__ = ["open_netcdf", "save_netcdf"]

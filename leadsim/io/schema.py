@@ -48,7 +48,7 @@ SCHEMA: dict[str, tuple[tuple[str, ...], str, str]] = {
     "benchmark": (D_YT, "USD", "benchmark dollars (final benchmark x member-months)"),
     "benchmark_discount": (D_YT, "USD", "benchmark reduction by the discount"),
     "withhold_retained": (D_YT, "USD", "quality withhold not earned back"),
-    "stop_loss_charge": (D_YT, "USD", "stop-loss charge (priced before the year)"),
+    "stop_loss_charge": (D_YT, "USD", "stop-loss charge (at realised national trend, or priced before the year)"),
     "gross_savings": (D_YT, "USD", "benchmark - (expenditure - stop-loss payout + charge)"),
     "savings_rate": (D_YT, "1", "gross savings / benchmark"),
     "shared_savings": (D_YT, "USD", "corridor share of gross savings after sequestration (<0: loss owed)"),
@@ -57,11 +57,14 @@ SCHEMA: dict[str, tuple[tuple[str, ...], str, str]] = {
     "operating_cost": (D_YT, "USD", "the ACO's own operating cost"),
     "net_settlement": (D_YT, "USD", "shared savings + add-ons - operating cost (positive to the ACO)"),
     "cumulative_settlement": (("draw", "track"), "USD", "sum of annual net settlements (discounted)"),
+    "pcc_advance": (D_YT, "USD", "enhanced primary care capitation advanced during the year"),
+    "cash_settlement": (D_YT, "USD", "cash at settlement: net settlement - recouped enhanced PCC advance"),
 }
 
 
 CONSTANTS: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "financial_guarantee": ((), "USD", "financial guarantee amount"),
+    "financial_guarantee": ((), "USD", "financial guarantee amount for the first performance year"),
+    "financial_guarantee_by_year": (("year",), "USD", "financial guarantee, recomputed each performance year"),
 }
 """Run-level variables without a ``draw`` dimension (computed once per run by the engine)."""
 

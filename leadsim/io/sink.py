@@ -58,30 +58,25 @@ class MemorySink:
         self.cfg, self.header, self.arrays, self.dataset = cfg, header, {}, None
         return list(chunks)
 
-    def _opened(self) -> Config:
-        if self.cfg is None:
-            raise RuntimeError("sink used before open()")
-        return self.cfg
-
-    def result(self) -> xr.Dataset:
-        """The gathered Dataset (after :meth:`close`)."""
-        if self.dataset is None:
-            raise RuntimeError("no result: the sink was not closed")
-        return self.dataset
-
     def save_chunk(self, start: int, stop: int, arrays: Mapping[str, np.ndarray]) -> None:
-        n = self._opened().simulation.draws
+        self._check_open()
+        n = self.cfg.simulation.draws
         for k, v in arrays.items():
             if k not in self.arrays:
                 self.arrays[k] = np.empty((n, *v.shape[1:]), dtype=v.dtype)
             self.arrays[k][start:stop] = v
 
     def close(self) -> None:
-        self.dataset = build_dataset(self._opened(), self.arrays, self.header.constants, self.header.attrs)
+        self._check_open()
+        self.dataset = build_dataset(self.cfg, self.arrays, self.header.constants, self.header.attrs)
         self.arrays = {}
 
     def abort(self) -> None:
         self.arrays = {}
+
+    def _check_open(self) -> None:
+        if self.cfg is None or self.header is None:
+            raise RuntimeError(f"{type(self).__name__}.open() must be called before saving or closing")
 
 
 class NetCDFSink(MemorySink):
@@ -99,7 +94,7 @@ class NetCDFSink(MemorySink):
 
     def close(self) -> None:
         super().close()
-        save_netcdf(self.result(), self.path)
+        save_netcdf(self.dataset, self.path)
 
 
 def is_zarr_path(path: str | os.PathLike[str]) -> bool:

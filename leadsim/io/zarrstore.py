@@ -41,9 +41,9 @@ import numpy as np
 import xarray as xr
 
 from leadsim._version import __version__
+from leadsim.atomic import atomic_path, clean_stale_temporaries
 from leadsim.config import Config, chunk_bounds
 from leadsim.errors import ResultError, ResumeMismatchError, StoreError
-from leadsim.io.atomic import atomic_path, clean_stale_temporaries
 from leadsim.io.schema import SCHEMA, RunHeader, build_dataset, config_of, encode
 
 __all__ = [
@@ -275,7 +275,7 @@ class ZarrSink:
 
     def _create(self, first: Mapping[str, np.ndarray]) -> None:
         if self.cfg is None or self.header is None or self.manifest is None:
-            raise RuntimeError("sink used before open()")
+            raise RuntimeError("ZarrSink.open() must be called before saving")
         clean_stale_temporaries(self.path)
         with atomic_path(self.path, folder=True) as tmp:
             tmpl = _template(self.cfg, self.header, first)

@@ -76,7 +76,7 @@ def historical_baseline(cfg: Config, base_truncation: np.ndarray | None = None) 
     the ACO buys it with a charge, so the benchmark stays untruncated.
     """
     h = np.array([p.mean_annual_cost for p in cfg.population.ordered()]) / 12.0
-    if base_truncation is not None and cfg.policy.stop_loss.truncation_cap is not None:
+    if base_truncation is not None and cfg.policy.stop_loss.truncates:
         h = h - np.asarray(base_truncation, dtype=float)
     return h, h / cfg.aco.historical_to_regional
 
@@ -86,9 +86,15 @@ def historical_adjustment(cfg: Config, track: TrackPolicy, base_truncation: np.n
 
     Notes
     -----
-    ``REA = rea_share (R - H)`` floored at 0 [LEAD] and capped at ``rea_cap`` (``rea_cap_renewing`` for
-    ACOs renewing from MSSP) of the national per-capita cost [LEAD-2]; positive REA for Global only
-    [LEAD-2]. ``PSA = psa_share x prior savings PBPM`` capped at ``psa_cap`` of national [LEAD-2]. The
+    ``REA = rea_share (R - H)`` when ``R >= H`` and ``rea_share_negative (R - H)`` when ``R < H``, capped
+    at ``rea_cap`` (``rea_cap_renewing`` for ACOs renewing from MSSP) of the national per-capita cost
+    above and at ``-rea_negative_cap`` of it below. LEAD: negative values floored at 0 [LEAD]
+    (``rea_share_negative = 0``), cap 5% [LEAD-2]; positive REA for Global only [LEAD-2].
+    MSSP's regional adjustment is the same formula with weights by direction and both caps
+    [MSSP, 42 CFR 425.656: first agreement period 35% when the ACO spends less than its region, 15% when
+    more; positive adjustments capped at 5% of national per-capita FFS expenditure; negative adjustments
+    limited to -1.5% of it from the CY2024 PFS final rule] (``configs/policy/mssp_enhanced.toml``).
+    ``PSA = psa_share x prior savings PBPM`` capped at ``psa_cap`` of national [LEAD-2]. The
     ACO gets ``max(REA, PSA)`` when REA-eligible (Global), else PSA. The methodology's "PSA capped at 5%"
     (``docs/methodology.md`` §2.2) does not name the base; the REA's base (national per-capita cost,
     ``national_annual_cost``, default ``mean_annual_cost``) is used for both. Adjustments are per
@@ -98,9 +104,12 @@ def historical_adjustment(cfg: Config, track: TrackPolicy, base_truncation: np.n
     h, r = historical_baseline(cfg, base_truncation)
     nat = np.array([p.national_annual_cost or p.mean_annual_cost for p in cfg.population.ordered()]) / 12.0
     cap = (b.rea_cap_renewing if cfg.aco.renewing_from_mssp else b.rea_cap) * nat
-    rea = np.clip(b.rea_share * (r - h), 0.0, cap)
+    gap = r - h
+    rea = np.where(gap >= 0.0, np.minimum(b.rea_share * gap, cap),
+                   np.maximum(b.rea_share_negative * gap, -b.rea_negative_cap * nat))
     psa = np.minimum(b.psa_share * cfg.aco.prior_savings_pbpm, b.psa_cap * nat)
-    return np.maximum(rea, psa) if track.rea_eligible else psa
+    # a negative regional adjustment (MSSP) is not lifted to 0 by an absent PSA
+    return np.where(psa > 0.0, np.maximum(rea, psa), rea) if track.rea_eligible else psa
 
 
 def two_way_trend(national: np.ndarray, regional: np.ndarray, national_weight: float) -> np.ndarray:
@@ -136,19 +145,29 @@ def blended_update(tw: np.ndarray, p_star: np.ndarray, acpt_weight: float) -> np
     return (1.0 - acpt_weight) * tw + acpt_weight * p_star
 
 
-def reach_rta_update(prospective: np.ndarray, tw: np.ndarray, deadband: float, breakpoints: list[float],
+def reach_rta_update(prospective: np.ndarray, reference: np.ndarray, deadband: float, breakpoints: list[float],
                      shares: list[float]) -> np.ndarray:
     """REACH-style trend: prospective x retrospective trend adjustment (RTA) [REACH].
 
+    Parameters
+    ----------
+    prospective : ndarray
+        Cumulative prospective factor ``P_t``.
+    reference : ndarray
+        Cumulative actual factor the RTA is measured on: REACH measures it on a national reference
+        population [REACH], so :func:`benchmark_pbpm` passes the national factor ``N_t``
+        (``rta_reference = "national"``, default); ``"two_way"`` passes the blended ``TW_t`` instead.
+
     Notes
     -----
-    ``delta = TW_t / P_t - 1``. No adjustment while ``|delta| <= deadband`` (1%); beyond it the
+    ``delta = A_t / P_t - 1`` with ``A_t`` the reference factor.
+    No adjustment while ``|delta| <= deadband`` (1%); beyond it the
     adjustment applied is ``sign(delta) sum_k s_k clip(|delta| - b_k, ...)``: the ACO bears 100% of
     the RTA up to 4%, 50% between 4% and 8%, none beyond (``docs/methodology.md`` §4). The 1% is a threshold, not a
     deductible: once exceeded, the adjustment counts from the first percent (as CMS applies the RTA),
     so the update jumps at ``|delta| = 1%`` by design.
     """
-    delta = tw / prospective - 1.0
+    delta = reference / prospective - 1.0
     applied = np.sign(delta) * marginal_bands(np.abs(delta), breakpoints, shares)
     applied = np.where(np.abs(delta) <= deadband, 0.0, applied)
     return prospective * (1.0 + applied)
@@ -272,7 +291,8 @@ def benchmark_pbpm(cfg: Config, track_name: str, national_growth: np.ndarray, re
         lo = np.asarray(per_year(b.guardrail_lo, n_years))
         update = blended_update(tw, guardrailed_prospective(p_cum, tw, hi, lo), b.acpt_weight)
     else:
-        update = reach_rta_update(p_cum, tw, b.rta_deadband, b.rta_breakpoints, b.rta_shares)
+        ref = _cum(national_growth) if b.rta_reference == "national" else tw
+        update = reach_rta_update(p_cum, ref, b.rta_deadband, b.rta_breakpoints, b.rta_shares)
 
     c = convergence_weights(cfg)
     level = (1.0 - c[:, None]) * h_adj[None, :] + c[:, None] * r[None, :]  # (years, 3)

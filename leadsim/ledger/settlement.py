@@ -19,6 +19,7 @@ __all__ = [
     "Settlement",
     "corridor_share",
     "financial_guarantee",
+    "financial_guarantee_by_year",
     "settle",
 ]
 
@@ -55,19 +56,37 @@ def corridor_share(rate: np.ndarray, track: TrackPolicy, quality: np.ndarray | N
 
 
 def financial_guarantee(cfg: Config) -> float:
-    """Financial guarantee in USD: a share (default 4%) of annualised base-year Parts A+B spending.
+    """Financial guarantee in force for the first performance year, USD (:func:`financial_guarantee_by_year`)."""
+    return float(financial_guarantee_by_year(cfg)[0])
+
+
+def financial_guarantee_by_year(cfg: Config) -> np.ndarray:
+    """Financial guarantee in USD per performance year, recomputed each year on that year's basis.
+
+    Returns
+    -------
+    ndarray, shape (years,)
+        ``G_t = share x sum_p n_t m_p prod_{s < t} (1 + mu_p)``: a share (default 4%) of the annualised Parts
+        A+B spending of the year before performance year ``t``, at expected trend.
 
     Notes
     -----
-    ``docs/methodology.md`` §3.7: 2-4% of prior Parts A+B spending [LEAD], default 4% of annualised base-year
-    spending [LEAD-2]. The base-year spending is the initial cohort's size times the population mean
-    annual costs (untruncated: it is the ACO's actual spending).
+    ``docs/methodology.md`` §3.7: 2-4% of prior Parts A+B spending [LEAD], default 4% [LEAD-2]. The
+    amount is set annually before the year, as REACH sets its guarantee each performance year [REACH],
+    so it grows with expected spending (about 60% over ten years at 5% trend) instead of staying at
+    its PY2027 amount. PY2027's basis is the base year: the initial cohort's size times the population
+    mean annual costs (untruncated: the ACO's actual spending); later years trend each population at its
+    expected national growth ``mu_p`` and follow the configured aligned count ``n_t``.
     """
     mix = cfg.aco.mix
-    n = cfg.aco.beneficiaries
-    spend = sum(getattr(mix, name) * n * cfg.population[name].mean_annual_cost
-                for name in ("aged_disabled", "esrd", "high_needs"))
-    return cfg.policy.settlement.financial_guarantee * spend
+    n_years = cfg.simulation.years
+    n_t = cfg.aco.beneficiaries * (1.0 + cfg.aco.growth) ** np.arange(n_years)
+    mu = cfg.trend.national_mean.ordered()
+    spend = np.zeros(n_years)
+    for j, name in enumerate(("aged_disabled", "esrd", "high_needs")):
+        spend = spend + getattr(mix, name) * cfg.population[name].mean_annual_cost * (1.0 + mu[j]) ** np.arange(
+            n_years)
+    return cfg.policy.settlement.financial_guarantee * n_t * spend
 
 
 @dataclass(frozen=True)
@@ -84,6 +103,8 @@ class Settlement:
     operating_cost: np.ndarray
     net_settlement: np.ndarray
     cumulative_settlement: np.ndarray  # (draws,)
+    pcc_advance: np.ndarray
+    cash_settlement: np.ndarray
 
 
 def settle(cfg: Config, track_name: str, benchmark_pbpm: np.ndarray, member_months: np.ndarray,
@@ -98,8 +119,10 @@ def settle(cfg: Config, track_name: str, benchmark_pbpm: np.ndarray, member_mont
     member_months, expenditure, stop_loss_payout : ndarray (draws, years, 3)
         From the cohort kernel; ``stop_loss_payout`` is the outlier relief (stop-loss payout, or the
         amount removed by truncation).
-    charge_pbpm : ndarray (years, 3)
-        Stop-loss charge PBPM, priced before the year (:func:`leadsim.model.outliers.price_stop_loss`).
+    charge_pbpm : ndarray (years, 3) or (draws, years, 3)
+        Stop-loss charge PBPM: priced before the year at expected trend
+        (:func:`leadsim.model.outliers.price_stop_loss`), or per draw at the realised national trend
+        (:func:`leadsim.model.outliers.price_stop_loss_realised`).
     quality : ndarray (draws, years)
 
     Notes
@@ -114,8 +137,11 @@ def settle(cfg: Config, track_name: str, benchmark_pbpm: np.ndarray, member_mont
     [ASSUMED 0], all on the final benchmark dollars of the track (after discount and withhold)
     [ASSUMED: "benchmark dollars" read as the benchmark the ACO is settled against]; ``net = shared +
     add-ons - operating cost``. Primary Care Capitation changes cash timing only: the enhanced PCC
-    advance is repaid at settlement, so it nets out of the year's result and is not in
-    ``net_settlement``.
+    advance ``a = pcc_enhanced x benchmark`` [LEAD-2] is paid during the year and recouped at settlement,
+    so it nets out of the year's result and is not in ``net_settlement`` (the accrual view). The cash
+    view is ``cash_settlement = net_settlement - a``: what changes hands at settlement, so the cash owed
+    in a loss year includes the recoupment (the financial guarantee backs this amount). Base PCC is a
+    reduction of FFS claims paid, not an advance, and does not enter either view.
     Cumulative settlement sums the years discounted at ``discount_rate`` to the first year.
     """
     track = track_policy(cfg, track_name)
@@ -123,7 +149,11 @@ def settle(cfg: Config, track_name: str, benchmark_pbpm: np.ndarray, member_mont
     b = cfg.policy.benchmark
     neutrality = cfg.policy.stop_loss.neutrality
     bench = np.einsum("dyp,dyp->dy", benchmark_pbpm, member_months)
-    charge = np.einsum("yp,dyp->dy", charge_pbpm, member_months)
+    charge_pbpm = np.asarray(charge_pbpm, dtype=float)
+    if charge_pbpm.ndim == 2:
+        charge = np.einsum("yp,dyp->dy", charge_pbpm, member_months)
+    else:
+        charge = np.einsum("dyp,dyp->dy", charge_pbpm, member_months)
     relief = stop_loss_payout.sum(axis=2) * (neutrality if cfg.policy.stop_loss.enabled else 1.0)
     net_spend = expenditure.sum(axis=2) - relief + charge
     gross = bench - net_spend
@@ -145,4 +175,6 @@ def settle(cfg: Config, track_name: str, benchmark_pbpm: np.ndarray, member_mont
     cumulative = np.zeros(net.shape[0])
     for t in range(net.shape[1]):
         cumulative = cumulative + net[:, t] * disc[t]
-    return Settlement(bench, charge, gross, rate, shared, sequestration, add_on, operating, net, cumulative)
+    advance = b.pcc_enhanced * bench
+    return Settlement(bench, charge, gross, rate, shared, sequestration, add_on, operating, net, cumulative,
+                      advance, net - advance)

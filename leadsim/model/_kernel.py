@@ -71,6 +71,7 @@ class Stream:
     NATIONAL = 0      # macro: national shock (pair: national, regional)
     ACO = 1           # macro: ACO-specific shock (pair: ACO, spare)
     QUALITY = 2       # macro: quality score uniform
+    CARE = 3          # macro: care-management scale (year index 0 only: one normal per draw)
 
 
 
@@ -206,7 +207,7 @@ class KernelParams(NamedTuple):
     attach: np.ndarray         # (K,) stop-loss attachments (start-year dollars)
     sl_share: np.ndarray       # (K,) stop-loss shares
     relief_mode: int           # RELIEF_NONE, RELIEF_STOP_LOSS or RELIEF_TRUNCATION
-    trunc_cap: float           # truncation cap (start-year dollars), inf when unset
+    trunc_cap: np.ndarray      # (3,) truncation cap per population (start-year dollars), inf when unset
     outlier_thr: float         # outlier count threshold (start-year dollars)
 
 
@@ -303,7 +304,7 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
         # this year's thresholds (the same products the rules use, computed once)
         for q in range(3):
             sc = sl_scale[t, q]
-            cap_t[q] = trunc_cap * sc
+            cap_t[q] = trunc_cap[q] * sc
             thr_t[q] = outlier_thr * sc
             for b in range(n_bands):
                 lo_b[q, b] = attach[b] * sc

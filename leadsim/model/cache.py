@@ -23,13 +23,14 @@ import functools
 import hashlib
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy
+
+from leadsim.atomic import atomic_path
 
 __all__ = ["cache_dir", "memoize"]
 
@@ -125,12 +126,10 @@ def memoize(modules: tuple[str, ...], kinds: tuple) -> Callable[[Callable[..., t
                 if path is not None:
                     try:
                         path.parent.mkdir(parents=True, exist_ok=True)
-                        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-                        with os.fdopen(fd, "wb") as f:
+                        with atomic_path(path) as tmp, open(tmp, "wb") as f:
                             np.savez(f, **_flatten(result))
-                        os.replace(tmp, path)
                     except OSError:
-                        pass  # read-only or full disk: the cache is an optimisation only
+                        pass  # read-only or full disk: the cache is an optimisation only (no temporary is left)
             _MEMORY[key] = result
             return result
 

@@ -7,12 +7,14 @@ inputs; :func:`run_cohort` runs the numba kernel on a chunk of draws.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
 
 from leadsim.config import Config, per_year
+from leadsim.errors import LeadsimWarning
 from leadsim.model._kernel import (
     OUT_FIELDS,
     RELIEF_NONE,
@@ -24,7 +26,7 @@ from leadsim.model._kernel import (
 from leadsim.model.cache import memoize
 from leadsim.model.drivers import MacroPaths
 from leadsim.model.marginals import SplicedMarginal, conditional_mean_table
-from leadsim.model.outliers import price_stop_loss
+from leadsim.model.outliers import price_stop_loss, price_stop_loss_realised, truncation_caps
 from leadsim.model.stationary import Stationary, stationary_cohort
 
 __all__ = ["CohortModel", "cohort_model", "initial_populations", "realised_means", "run_cohort", "stop_loss_price"]
@@ -41,7 +43,9 @@ class CohortModel:
     latent_grid: np.ndarray     # (G,) grid of the stationary in-year latent law (pricing only)
     latent_law: np.ndarray      # (3, G) stationary in-year latent law of continuing members (pricing only)
     base_mean: np.ndarray       # (3,) mean annual cost per unit Q, base year (mean / kappa)
-    care_management: np.ndarray  # (years,)
+    care_management: np.ndarray  # (years,) expected care-management effect (the configured path)
+    entrant_mix: np.ndarray     # (3,) entrants' population mix, solved so the equilibrium is the configured mix
+    equilibrium_mix: np.ndarray  # (3,) the aligned mix the cohort settles at (= configured mix when reachable)
 
     @property
     def n_slots(self) -> int:
@@ -106,13 +110,19 @@ def cohort_model(cfg: Config) -> CohortModel:
     qtab, prostab, conctab, st = _tables(tuple((m.zero_share, m.sigma, m.tail_start, m.tail_alpha) for m in marg),
                                          concurrent, rho, mort, beta, death_mult, exit_rate, sig_r, mix_arr,
                                          ad.high_needs_rate, ad.esrd_rate)
+    if np.max(np.abs(st.equilibrium_mix - mix_arr)) > 1e-3:
+        warnings.warn(f"aco.mix = {mix_arr.round(4).tolist()} is not an equilibrium of the cohort: the A&D "
+                      "transitions (population.aged_disabled.high_needs_rate, esrd_rate) alone bring more members "
+                      "into ESRD or High Needs than the mix holds, so the mix drifts to "
+                      f"{st.equilibrium_mix.round(4).tolist()} (docs/calibration.md §1)", LeadsimWarning,
+                      stacklevel=2)
     prostab = prostab / st.score_norm[:, None]
     conctab = conctab / st.score_norm[:, None]
     n_years = cfg.simulation.years
     growth = (1.0 + cfg.aco.growth) ** np.arange(n_years)
     target = np.round(cfg.aco.beneficiaries * growth).astype(np.int64)
     sl = cfg.policy.stop_loss
-    mode = RELIEF_STOP_LOSS if sl.enabled else (RELIEF_TRUNCATION if sl.truncation_cap is not None else RELIEF_NONE)
+    mode = RELIEF_STOP_LOSS if sl.enabled else (RELIEF_TRUNCATION if sl.truncates else RELIEF_NONE)
     kernel = KernelParams(
         seed=np.uint64(cfg.simulation.seed),
         target=target,
@@ -130,11 +140,11 @@ def cohort_model(cfg: Config) -> CohortModel:
         concurrent=concurrent,
         hn_rate=float(ad.high_needs_rate),
         esrd_rate=float(ad.esrd_rate),
-        mix_cum=np.array([mix.aged_disabled, mix.aged_disabled + mix.esrd]),
+        mix_cum=np.array([st.entrant_mix[0], st.entrant_mix[0] + st.entrant_mix[1]]),
         attach=np.asarray(sl.attachments, dtype=float),
         sl_share=np.asarray(sl.shares, dtype=float),
         relief_mode=mode,
-        trunc_cap=float(sl.truncation_cap or np.inf),
+        trunc_cap=truncation_caps(cfg),
         outlier_thr=float(cfg.simulation.outlier_threshold),
     )
     return CohortModel(
@@ -146,12 +156,22 @@ def cohort_model(cfg: Config) -> CohortModel:
         latent_law=st.latent_law,
         base_mean=np.array([p.mean_annual_cost for p in pops]) / st.kappa,
         care_management=np.asarray(per_year(cfg.aco.care_management_effect, n_years)),
+        entrant_mix=st.entrant_mix,
+        equilibrium_mix=st.equilibrium_mix,
     )
 
 
-def stop_loss_price(cfg: Config, model: CohortModel) -> np.ndarray:
-    """Stop-loss charge PBPM (years, 3) at this model's unit means and stationary latent law."""
-    return price_stop_loss(cfg, model.base_mean, model.latent_grid, model.latent_law, model.entrant_share)
+def stop_loss_price(cfg: Config, model: CohortModel, national_growth: np.ndarray | None = None) -> np.ndarray:
+    """Stop-loss charge PBPM at this model's unit means and stationary latent law.
+
+    Without ``national_growth``: the ex-ante price at expected trend, shape (years, 3). With it (draws,
+    years, 3): the after-the-fact price at each draw's realised national trend, shape (draws, years, 3)
+    (:func:`leadsim.model.outliers.price_stop_loss_realised`).
+    """
+    if national_growth is None:
+        return price_stop_loss(cfg, model.base_mean, model.latent_grid, model.latent_law, model.entrant_share)
+    return price_stop_loss_realised(cfg, model.base_mean, model.latent_grid, model.latent_law,
+                                    model.entrant_share, national_growth)
 
 
 
@@ -159,11 +179,12 @@ def stop_loss_price(cfg: Config, model: CohortModel) -> np.ndarray:
 def realised_means(model: CohortModel, macro: MacroPaths) -> tuple[np.ndarray, np.ndarray]:
     """Mean annual cost per (draw, year, population) and the attachment trend (start-year dollars).
 
-    ``m_{p,t} = mean_p x prod_{s<=t}(1 + aco_growth) x (1 + care_management_t)``; attachments and the
+    ``m_{p,t} = mean_p x prod_{s<=t}(1 + aco_growth) x (1 + care_management_{d,t})`` with the draw's
+    realised care-management effect (:func:`leadsim.model.drivers.care_management_paths`); attachments and the
     outlier threshold are trended with the draw's national growth from the first performance year.
     """
     cum_aco = np.cumprod(1.0 + macro.aco_growth, axis=1)
-    mean = model.base_mean[None, None, :] * cum_aco * (1.0 + model.care_management)[None, :, None]
+    mean = model.base_mean[None, None, :] * cum_aco * (1.0 + macro.care_management)[:, :, None]
     cum_nat = np.cumprod(1.0 + macro.national_growth, axis=1)
     scale = cum_nat / (1.0 + macro.national_growth[:, :1, :])
     return np.ascontiguousarray(mean), np.ascontiguousarray(scale)

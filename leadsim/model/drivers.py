@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from leadsim.config import Config
+from leadsim.config import Config, per_year
 from leadsim.model.rng import MACRO_SLOT, N_STREAMS, Stream, key_np, normals_np, uniforms_np, word_np
 
-__all__ = ["MacroPaths", "ar1", "macro_paths", "prospective_growth"]
+__all__ = ["MacroPaths", "ar1", "care_management_paths", "level_growth", "macro_paths", "prospective_growth"]
 
 
 @dataclass(frozen=True)
@@ -24,15 +24,24 @@ class MacroPaths:
     Attributes
     ----------
     national_growth, regional_growth, aco_growth : ndarray, shape (draws, years, 3)
-        Annual per-capita growth rates by population (``n_t``, ``g_t = n_t + d_t``, ``g_t + a_t``).
+        Annual per-capita growth rates by population: national ``n_t``, regional ``g_t = n_t + d_t``, and
+        the ACO's ``(1 + g_t) exp(l_t - l_{t-1}) - 1``, so that the ACO's cumulative factor is the
+        region's times ``exp(l_t)``.
     quality : ndarray, shape (draws, years)
         Quality score ``q_t`` in [0, 1].
+    aco_level : ndarray, shape (draws, years)
+        The ACO's log cost level relative to its region, ``l_t`` (0 in the base year).
+    care_management : ndarray, shape (draws, years)
+        The realised care-management effect on spending (``-0.03`` = 3% less), see
+        :func:`care_management_paths`.
     """
 
     national_growth: np.ndarray
     regional_growth: np.ndarray
     aco_growth: np.ndarray
     quality: np.ndarray
+    aco_level: np.ndarray
+    care_management: np.ndarray
 
 
 def ar1(shocks: np.ndarray, phi: float, sd: float) -> np.ndarray:
@@ -49,6 +58,42 @@ def ar1(shocks: np.ndarray, phi: float, sd: float) -> np.ndarray:
         prev = phi * prev + sd * shocks[..., t]
         out[..., t] = prev
     return out
+
+
+def level_growth(level: np.ndarray) -> np.ndarray:
+    """Growth factors ``exp(l_t - l_{t-1})`` of a log level path along the last axis (``l_{-1} = 0``)."""
+    prev = np.concatenate([np.zeros((*level.shape[:-1], 1)), level[..., :-1]], axis=-1)
+    return np.exp(level - prev)
+
+
+def care_management_paths(cfg: Config, eps: np.ndarray) -> np.ndarray:
+    """The realised care-management effect per draw and year.
+
+    Parameters
+    ----------
+    cfg : Config
+    eps : ndarray (draws,)
+        One keyed standard normal per draw (macro slot, ``Stream.CARE``, year index 0).
+
+    Returns
+    -------
+    ndarray, shape (draws, years)
+        ``c_t (1 + cv eps)``, clipped to ``[-0.9, 0.9]``: the configured path of expected effects ``c_t``
+        (``aco.care_management_effect``, last value held) scaled by one factor per draw.
+
+    Notes
+    -----
+    An ACO does not know in advance how much its care management will save: the scale ``1 + cv eps`` is
+    drawn once per draw, so an ACO whose programme works better than planned does so every year
+    (``docs/calibration.md`` §1). ``E[effect_t] = c_t`` (before the clip, which only binds at ``|c_t (1 +
+    cv eps)| > 0.9``) and ``SD = cv |c_t|``. The default ``cv = 0`` is a known effect; with ``c = -3%``
+    and ``cv = 0.5`` the 95% range of the effect is about -0.1% to -5.9%. The normal comes from its own
+    keyed stream, so switching the uncertainty on or off leaves every other random number unchanged
+    (common random numbers across policies and across values of ``cv``).
+    """
+    path = np.asarray(per_year(cfg.aco.care_management_effect, cfg.simulation.years))
+    scale = 1.0 + cfg.aco.care_management_cv * np.asarray(eps, dtype=float)
+    return np.clip(path[None, :] * scale[:, None], -0.9, 0.9)
 
 
 def prospective_growth(cfg: Config) -> np.ndarray:
@@ -70,9 +115,15 @@ def macro_paths(cfg: Config, draws: np.ndarray) -> MacroPaths:
     Notes
     -----
     National growth ``n_{p,t} = mu_p + e_t`` with one AR(1) national shock shared by the populations;
-    regional ``g_{p,t} = n_{p,t} + d_t`` and the ACO's own ``g_{p,t} + a_t`` add AR(1) deviations
-    ``d``, ``a`` (``docs/calibration.md`` §1). Quality ``q_t ~ Beta`` with the configured mean and sd, drawn by
-    inversion of a keyed uniform.
+    regional ``g_{p,t} = n_{p,t} + d_t`` adds an AR(1) deviation ``d`` (``docs/calibration.md`` §1).
+    The ACO's cost level relative to its region is ``exp(l_t)`` with the mean-reverting
+    ``l_t = psi l_{t-1} + sigma_l eps_t``, ``l_{-1} = 0`` (the base year): its variance
+    ``sigma_l^2 (1 - psi^{2(t+1)}) / (1 - psi^2)`` tends to ``sigma_l^2 / (1 - psi^2)`` instead of growing
+    without bound, and ``corr(l_t, l_{t+k}) -> psi^k``. The ACO's annual growth is
+    ``(1 + g_{p,t}) exp(l_t - l_{t-1}) - 1`` (log-level model: a multiplicative deviation, always positive).
+    Quality ``q_t ~ Beta`` with the configured mean and sd, drawn by inversion of a keyed uniform.
+    The ACO-level shock uses the first normal of ``Stream.ACO`` (the stream of the retired growth shock);
+    the care-management scale uses ``Stream.CARE`` at year index 0.
     """
     tr = cfg.trend
     n_years = cfg.simulation.years
@@ -85,11 +136,12 @@ def macro_paths(cfg: Config, draws: np.ndarray) -> MacroPaths:
 
     e = ar1(eps_nat, tr.national_ar, tr.national_sd)
     d = ar1(eps_reg, tr.regional_ar, tr.regional_sd)
-    a = ar1(eps_aco, tr.aco_ar, tr.aco_sd)
+    level = ar1(eps_aco, tr.aco_level_persistence, tr.aco_level_sd)
+    eps_care, _ = normals_np(word_np(k[:, 0], np.uint64(Stream.CARE)))
     mu = np.asarray(tr.national_mean.ordered())
     national = mu[None, None, :] + e[:, :, None]
     regional = national + d[:, :, None]
-    aco = regional + a[:, :, None]
+    aco = (1.0 + regional) * level_growth(level)[:, :, None] - 1.0
 
     qm, qs = cfg.quality.mean, cfg.quality.sd
     if qs == 0.0:
@@ -97,4 +149,4 @@ def macro_paths(cfg: Config, draws: np.ndarray) -> MacroPaths:
     else:
         nu = qm * (1.0 - qm) / qs**2 - 1.0
         quality = special.betaincinv(qm * nu, (1.0 - qm) * nu, u_q + 0.5 / 4294967296.0)
-    return MacroPaths(national, regional, aco, quality)
+    return MacroPaths(national, regional, aco, quality, level, care_management_paths(cfg, eps_care))

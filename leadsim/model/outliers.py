@@ -12,7 +12,7 @@ from leadsim.config import Config, per_year
 from leadsim.model.marginals import SplicedMarginal, death_probability, latent_grid, normal_weights
 from leadsim.schedules import stop_loss_payout
 
-__all__ = ["expected_truncation", "price_stop_loss"]
+__all__ = ["expected_truncation", "price_stop_loss", "price_stop_loss_realised", "truncation_caps"]
 
 
 def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_grid: np.ndarray, latent_law: np.ndarray,
@@ -80,6 +80,101 @@ def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_grid: np.ndarray,
     return out
 
 
+def price_stop_loss_realised(cfg: Config, unit_mean: np.ndarray, latent_grid: np.ndarray, latent_law: np.ndarray,
+                             entrant_share: np.ndarray | None, national_growth: np.ndarray) -> np.ndarray:
+    """Stop-loss charge PBPM per draw, year and population at the draw's realised national trend.
+
+    Parameters
+    ----------
+    unit_mean, latent_grid, latent_law, entrant_share
+        As for :func:`price_stop_loss`.
+    national_growth : ndarray (draws, years, 3)
+        The draw's realised national growth per population.
+
+    Returns
+    -------
+    ndarray, shape (draws, years, 3)
+        ``(1 + loading) x E[payout | N_t] / E[member-months]``; zeros when stop-loss is not elected.
+
+    Notes
+    -----
+    The after-the-fact basis (``policy.stop_loss.basis = "realised"``, the default): the charge is the
+    expected payout of the year *given the national trend that actually happened*, as REACH's ex-post
+    budget neutrality makes charges and payouts balance at the realised national experience [REACH].
+    With ``N_t`` the cumulative national factor and attachments trended by ``A_t = N_t / N_1`` (start-year
+    dollars), the expected payout at mean cost ``m_t = unit x N_t x (1 + c_t)`` is homogeneous of degree
+    one in (cost, attachments), so ``E[payout] = A_t x P(unit x N_1 x (1 + c_t))`` with ``P`` the
+    payout at start-year attachments, computed by the same summation over the stationary latent law as
+    :func:`price_stop_loss` (``c_t`` the expected care-management path). Only the national trend enters:
+    the ACO's own cost level and its region's deviation stay with the ACO. The charge then moves with
+    national trend one for one, so stop-loss no longer pays the ACO in high-trend years (the ex-ante basis,
+    ``basis = "expected"``, prices at expected trend and leaves that hedge in place).
+    """
+    sl = cfg.policy.stop_loss
+    g = np.asarray(national_growth, dtype=float)
+    n_draws, n_years = g.shape[0], g.shape[1]
+    out = np.zeros((n_draws, n_years, 3))
+    if not sl.enabled:
+        return out
+    z = np.asarray(latent_grid, dtype=float)
+    phi = normal_weights(z)
+    cm = np.asarray(per_year(cfg.aco.care_management_effect, n_years))
+    attach = np.asarray(sl.attachments)
+    shares = np.asarray(sl.shares)
+    cum = np.cumprod(1.0 + g, axis=1)
+    for j, pop in enumerate(cfg.population.ordered()):
+        marg = SplicedMarginal(pop.zero_share, pop.sigma, pop.tail_start, pop.tail_alpha)
+        q = marg.quantile_of_latent(z)
+        dz = death_probability(z, pop.mortality, pop.death_risk_beta)
+        w = np.asarray(latent_law[j], dtype=float)
+        months = float(w @ ((1.0 - dz) * 12.0 + dz * 6.0))
+        share = 0.0 if entrant_share is None else float(entrant_share[j])
+        m = (unit_mean[j] * cum[:, :1, j] * (1.0 + cm)[None, :]).reshape(-1, 1)   # (draws x years, 1)
+        mq = m * q[None, :]
+        # row-wise sums, not a matrix product: BLAS rounding would depend on how many draws are in the chunk
+        pay = (((1.0 - dz) * stop_loss_payout(mq, attach, shares)
+                + dz * stop_loss_payout(pop.death_multiplier * mq, attach, shares)) * w).sum(axis=1)
+        pay_ent = (stop_loss_payout(0.5 * mq, attach, shares) * phi).sum(axis=1)
+        per_mm = ((1.0 - share) * pay + share * pay_ent) / ((1.0 - share) * months + share * 6.0)
+        trend = cum[:, :, j] / cum[:, :1, j]
+        out[:, :, j] = (1.0 + sl.loading) * trend * per_mm.reshape(n_draws, n_years)
+    return out
+
+
+def truncation_caps(cfg: Config) -> np.ndarray:
+    """Per-beneficiary truncation cap per population, start-year dollars (``inf`` when not truncating).
+
+    Returns
+    -------
+    ndarray, shape (3,)
+        ``truncation_cap`` for every population, or with ``truncation_percentile = pi`` the national
+        ``pi``-quantile of the population's annual spending, trended to the start year:
+        ``nat_p x F_p^{-1}(pi) x (1 + mu_p)``.
+
+    Notes
+    -----
+    MSSP truncates each beneficiary's annual expenditure at the 99th percentile of national
+    assignable FFS per-capita expenditure, computed separately for each Medicare enrollment type (ESRD,
+    disabled, aged dual, aged non-dual) [MSSP, 42 CFR 425.601(a)(4), 425.605]. leadsim's populations
+    stand for the enrollment types; ``F_p`` is the population's mean-1 spliced marginal and ``nat_p`` the
+    national per-capita cost (``national_annual_cost``, default ``mean_annual_cost``). At the default
+    calibration the A&D cap is about 12 times the mean and the ESRD cap about 5.35 times
+    (``docs/calibration.md`` §6). A single dollar cap (``truncation_cap``) applies to every population.
+    """
+    sl = cfg.policy.stop_loss
+    if sl.truncation_cap is not None:
+        return np.full(3, float(sl.truncation_cap))
+    if sl.truncation_percentile is None:
+        return np.full(3, np.inf)
+    mu = cfg.trend.national_mean.ordered()
+    out = np.empty(3)
+    for j, pop in enumerate(cfg.population.ordered()):
+        marg = SplicedMarginal(pop.zero_share, pop.sigma, pop.tail_start, pop.tail_alpha)
+        nat = pop.national_annual_cost or pop.mean_annual_cost
+        out[j] = nat * float(marg.ppf(sl.truncation_percentile)) * (1.0 + mu[j])
+    return out
+
+
 def expected_truncation(cfg: Config) -> np.ndarray:
     """Expected per-beneficiary spending removed by truncation in the base year, PBPM per population.
 
@@ -87,8 +182,8 @@ def expected_truncation(cfg: Config) -> np.ndarray:
     -------
     ndarray, shape (3,)
         ``E[(m_p Q_p(Z) - cap_0)^+] / 12`` with ``Z ~ N(0, 1)``, ``m_p`` the population's mean annual
-        cost and ``cap_0 = truncation_cap / (1 + mu_p)`` the cap deflated from start-year to base-year
-        dollars by the expected national growth; zeros when no truncation cap is set.
+        cost and ``cap_0 = cap_p / (1 + mu_p)`` the population's cap (:func:`truncation_caps`) deflated from
+        start-year to base-year dollars by the expected national growth; zeros when not truncating.
 
     Notes
     -----
@@ -99,14 +194,14 @@ def expected_truncation(cfg: Config) -> np.ndarray:
     cost, by quadrature on the kernel's latent grid; the stationary cohort's decedent uplift is left out,
     a second-order difference].
     """
-    cap = cfg.policy.stop_loss.truncation_cap
+    caps = truncation_caps(cfg)
     out = np.zeros(3)
-    if cap is None:
+    if not cfg.policy.stop_loss.truncates:
         return out
     z = latent_grid()
     w = normal_weights(z)
     mu = cfg.trend.national_mean.ordered()
     for j, pop in enumerate(cfg.population.ordered()):
         q = SplicedMarginal(pop.zero_share, pop.sigma, pop.tail_start, pop.tail_alpha).quantile_of_latent(z)
-        out[j] = float(w @ np.maximum(pop.mean_annual_cost * q - cap / (1.0 + mu[j]), 0.0)) / 12.0
+        out[j] = float(w @ np.maximum(pop.mean_annual_cost * q - caps[j] / (1.0 + mu[j]), 0.0)) / 12.0
     return out

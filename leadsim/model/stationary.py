@@ -41,6 +41,8 @@ class Stationary:
     entrant_share: np.ndarray  # entrants' share of the beneficiaries aligned during a year
     latent_grid: np.ndarray    # (G,) latent grid of the law below
     latent_law: np.ndarray     # (3, G) probabilities of a continuing member's latent during a year
+    entrant_mix: np.ndarray    # (3,) population mix of entrants that keeps the aligned mix at ``mix``
+    equilibrium_mix: np.ndarray  # (3,) start-of-year aligned mix at equilibrium (= ``mix`` when reachable)
     init_nodes: np.ndarray     # (G + 1,) bin edges of the start-of-year law below
     init_cdf: np.ndarray       # (3, G + 1) its cdf at the edges (0 ... 1): the initial cohort's latent law
 
@@ -64,14 +66,20 @@ def stationary_cohort(qtab: np.ndarray, prostab: np.ndarray, conctab: np.ndarray
     concurrent : ndarray (3,) of bool
     rho, mortality, beta, death_mult, exit_rate, sig_r : ndarray (3,)
     mix : ndarray (3,)
-        Entrant mix.
+        Configured aligned mix: the population shares of the beneficiaries aligned at the start of a year.
     hn_rate, esrd_rate : float
         Annual A&D -> High Needs and -> ESRD transition probabilities.
 
     Notes
     -----
     State: the mass ``f_p(z)`` of continuing members by latent at the start of a year (total aligned
-    count normalised to 1). One year: A&D transitions; ``g_p = K_p f_p`` (the AR(1) move); deaths
+    count normalised to 1). Entrants fill the vacancies ``E = 1 - sum_p |f_p|`` population by population
+    so that the aligned mix is the configured one: ``E e_p = max(0, m_p - |f_p|)`` renormalised, so
+    ``|f_p| + E e_p = m_p`` whenever every gap is non-negative. At the fixed point ``e`` is the entrant
+    mix whose equilibrium is ``m`` (the kernel draws entrants with it). When the A&D transitions alone
+    bring more members into ESRD or High Needs than ``m_p`` can hold, no entrant mix reaches ``m``: that
+    population gets no entrants and ``equilibrium_mix`` reports where the mix settles.
+    One year: A&D transitions; ``g_p = K_p f_p`` (the AR(1) move); deaths
     ``D_p(z)``; entrants fill ``1 - sum f`` with ``N(0, 1)`` latents by the mix (six months, half the
     annual draw, no death); survivors and entrants stay with probability ``1 - e_p``. Spending,
     member-months and scores are accumulated over the last year of the iteration.
@@ -86,7 +94,10 @@ def stationary_cohort(qtab: np.ndarray, prostab: np.ndarray, conctab: np.ndarray
     dz = np.stack([death_probability(z, mortality[p], beta[p]) for p in range(3)])
     kmat = [_transition(rho[p], z) for p in range(3)]
     mm_given_next = 12.0 * (1.0 - dz) + 6.0 * dz
+    mix = np.asarray(mix, dtype=float)
     f = np.outer(mix, phi)
+    emix = mix.copy()
+    start_mix = mix.copy()
     spend = np.zeros(3)
     months = np.zeros(3)
     scores = np.zeros(3)
@@ -94,6 +105,10 @@ def stationary_cohort(qtab: np.ndarray, prostab: np.ndarray, conctab: np.ndarray
     law = np.tile(phi, (3, 1))
     for _ in range(iterations):
         f = f.copy()
+        counts = f.sum(axis=1)
+        gap = np.maximum(mix - counts, 0.0)
+        emix = gap / gap.sum() if gap.sum() > 1e-15 else mix
+        start_mix = counts + max(0.0, 1.0 - counts.sum()) * emix
         moved = esrd_rate * f[0], min(hn_rate, 1.0 - esrd_rate) * f[0]  # as the kernel: ESRD first
         f[0] = f[0] - moved[0] - moved[1]
         f[1] = f[1] + moved[0]
@@ -104,7 +119,7 @@ def stationary_cohort(qtab: np.ndarray, prostab: np.ndarray, conctab: np.ndarray
             g = kmat[p] @ f[p]
             if g.sum() > 1e-12:
                 law[p] = g / g.sum()
-            ent = entrants * mix[p] * phi
+            ent = entrants * emix[p] * phi
             spend[p] = g @ ((1.0 - dz[p]) * q[p] + dz[p] * death_mult[p] * q[p]) + 0.5 * (ent @ q[p])
             months[p] = g @ mm_given_next[p] + 6.0 * ent.sum()
             if concurrent[p]:
@@ -133,4 +148,4 @@ def stationary_cohort(qtab: np.ndarray, prostab: np.ndarray, conctab: np.ndarray
         if mass > 1e-12:
             mean[p] = f[p] @ z / mass
             sd[p] = np.sqrt(max(f[p] @ (z - mean[p]) ** 2 / mass, 1e-12))
-    return Stationary(kappa, norm, mean, sd, share, z, law, nodes, cdf)
+    return Stationary(kappa, norm, mean, sd, share, z, law, emix, start_mix / start_mix.sum(), nodes, cdf)

@@ -60,10 +60,11 @@ def _interp_rows(table: np.ndarray, pop: np.ndarray, z: np.ndarray) -> np.ndarra
     return out
 
 
-def _relief(kp: KernelParams, x: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def _relief(kp: KernelParams, x: np.ndarray, scale: np.ndarray, pop: np.ndarray) -> np.ndarray:
     """Outlier relief per beneficiary-year: banded stop-loss payout, or the amount truncated (step 5).
 
-    ``scale`` is the attachment trend of each element. Bands are few, so the loop is over bands, in the
+    ``scale`` is the attachment trend of each element and ``pop`` its population (the truncation cap is
+    per population). Bands are few, so the loop is over bands, in the
     kernel's order (the payout sums band by band).
     """
     relief = np.zeros_like(x)
@@ -75,7 +76,7 @@ def _relief(kp: KernelParams, x: np.ndarray, scale: np.ndarray) -> np.ndarray:
             above = x > lo
             relief = np.where(above, relief + kp.sl_share[b] * (np.minimum(x, hi) - lo), relief)
     elif kp.relief_mode == RELIEF_TRUNCATION:
-        cap = kp.trunc_cap * scale
+        cap = kp.trunc_cap[pop] * scale
         relief = np.where(x > cap, x - cap, 0.0)
     return relief
 
@@ -216,7 +217,7 @@ def cohort_reference(kp: KernelParams, draw: int, mean: np.ndarray, scale: np.nd
 
         # 5. outlier relief and outlier count
         sc = scale[t, p]
-        relief = _relief(m, x, sc)
+        relief = _relief(m, x, sc, p)
         outlier = x > m.outlier_thr * sc
 
         # accumulate per population
