@@ -219,12 +219,17 @@ def _draw_encoding(ds: xr.Dataset, chunk_draws: int) -> dict[str, dict[str, Any]
 
 
 def _template(cfg: Config, header: RunHeader, first: Mapping[str, np.ndarray]) -> xr.Dataset:
-    """A lazy full-size dataset whose arrays have the shapes and dtypes of a computed chunk."""
+    """A lazy full-size dataset whose arrays have the shapes and dtypes of a computed chunk.
+
+    Each array is one dask chunk: the template is only written with ``compute=False`` (metadata and
+    coordinates), and the Zarr chunking comes from :func:`_draw_encoding`. Dask chunks of ``chunk_draws``
+    would give a graph of draws / chunk_draws tasks per variable that ``to_zarr`` builds and optimises
+    even though it never computes it (about 75 MiB and 5 s at 100,000 draws of 128).
+    """
     import dask.array as da
 
-    n, c = cfg.simulation.draws, cfg.simulation.chunk_draws
-    arrays = {k: da.zeros((n, *v.shape[1:]), dtype=v.dtype, chunks=(min(c, n), *v.shape[1:]))
-              for k, v in first.items()}
+    n = cfg.simulation.draws
+    arrays = {k: da.zeros((n, *v.shape[1:]), dtype=v.dtype, chunks=-1) for k, v in first.items()}
     return encode(build_dataset(cfg, arrays, header.constants, header.attrs))
 
 
