@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from leadsim import __version__
 from leadsim.config import Config, load_config
-from leadsim.errors import ConfigError, DaskUnavailableError, LeadsimWarning, StoreError
+from leadsim.errors import ConfigError, DaskUnavailableError, LeadsimError, LeadsimWarning, StoreError
 from leadsim.io.sink import is_zarr_path
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,14 +56,18 @@ def _load(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def _check_output(path: Path) -> None:
-    parent = path.resolve().parent
+def _check_output(path: Path | str, *, inputs: Sequence[Path | str] = (), overwrite: bool = False,
+                  folder: bool = False, flag: str = "-o") -> Path:
+    """Refuse, before any work, an output that is an input, a device, or an existing result without --overwrite."""
+    from leadsim.io.atomic import check_target
+
+    out = check_target(path, inputs=inputs, overwrite=overwrite, folder=folder, flag=flag)
+    parent = out.resolve().parent
     if not parent.is_dir():
-        raise UsageError(f"-o {path}: folder {parent} does not exist")
+        raise UsageError(f"{flag} {out}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
-        raise UsageError(f"-o {path}: folder {parent} is not writable")
-    if path.exists() and path.is_dir() and path.suffix != ".zarr":
-        raise UsageError(f"-o {path}: is a directory")
+        raise UsageError(f"{flag} {out}: folder {parent} is not writable")
+    return out
 
 
 def _money(x: float) -> str:
@@ -123,15 +127,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     import leadsim
 
     cfg = _load(args)
+    if args.output == "":
+        raise UsageError("-o '': the output path is empty")
     out = Path(args.output) if args.output else Path("results") / f"{Path(args.config).stem}.nc"
     if not args.output:
         out.parent.mkdir(parents=True, exist_ok=True)
-    _check_output(out)
-    if args.report:
-        _check_output(Path(args.report))
     zarr_out = is_zarr_path(out)
-    if (args.resume or args.overwrite) and not zarr_out:
-        raise UsageError("--resume and --overwrite apply to a Zarr run store: use -o RUN.zarr")
+    if args.resume and not zarr_out:
+        raise UsageError("--resume applies to a Zarr run store: use -o RUN.zarr")
+    _check_output(out, inputs=[args.config], overwrite=args.overwrite or args.resume, folder=zarr_out)
+    if args.report is not None:
+        _check_output(args.report, inputs=[args.config, out], overwrite=args.overwrite, flag="--report")
     t0 = time.perf_counter()
     progress = False if args.quiet else None
     with _sigterm_interrupts(), _scaled_errors(), _dask_client(args, cfg) as client:
@@ -215,10 +221,10 @@ def _kept(out: Path, zarr_out: bool) -> str:
 def cmd_export(args: argparse.Namespace) -> int:
     import leadsim
 
-    dst = Path(args.output)
-    _check_output(dst)
+    src = _existing_result(args.result)
+    dst = _check_output(args.output, inputs=[src], overwrite=args.overwrite, folder=is_zarr_path(args.output))
     with _sigterm_interrupts(), _scaled_errors():
-        ds = leadsim.open(args.result)
+        ds = leadsim.open(src)
         try:
             leadsim.save(ds, dst)
         except OSError as err:
@@ -248,8 +254,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from leadsim.analysis.report import report_html, write_html
 
     src = _existing_result(args.result)
-    out = Path(args.output) if args.output else src.with_suffix(".html")
-    _check_output(out)
+    out = _check_output(src.with_suffix(".html") if args.output is None else args.output, inputs=[src],
+                        overwrite=args.overwrite)
     write_html(report_html(leadsim.open(src), source=src.name), out)
     print(f"Wrote {out}")
     return 0
@@ -260,9 +266,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from leadsim.analysis.report import compare_html, compare_text, write_html
 
     paths = [_existing_result(r) for r in args.results]
-    out = Path(args.output) if args.output else None
-    if out is not None:
-        _check_output(out)
+    out = None if args.output is None else _check_output(args.output, inputs=paths, overwrite=args.overwrite)
     runs = {}
     for p in paths:
         runs[p.stem if p.stem not in runs else str(p)] = leadsim.open(p)
@@ -300,12 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     again = run.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
                        help="finish an interrupted Zarr run (-o RUN.zarr); only missing chunks are computed")
-    again.add_argument("--overwrite", action="store_true", help="replace an existing Zarr run store")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace an existing result (-o and --report); never one of the inputs")
     run.set_defaults(func=cmd_run)
 
     exp = sub.add_parser("export", help="copy a result to another format (e.g. run.zarr -> run.nc)")
     exp.add_argument("result", help="a finished result: .zarr store or .nc file")
     exp.add_argument("output", help="destination (.nc for netCDF, .zarr for Zarr)")
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing destination")
     exp.set_defaults(func=cmd_export)
 
     val = sub.add_parser("validate", help="check a config and report problems by dotted key")
@@ -316,12 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write a self-contained HTML report of a result (figures, tables)")
     rep.add_argument("result", help="a result written by `leadsim run` (.nc or .zarr)")
     rep.add_argument("-o", "--output", help="HTML file (default: RESULT with .html)")
+    rep.add_argument("--overwrite", action="store_true", help="replace an existing HTML file")
     rep.set_defaults(func=cmd_report)
 
     cmp_ = sub.add_parser("compare", help="compare results side by side (profiles or policies, same draws)")
     cmp_.add_argument("results", nargs="+", help="results written by `leadsim run`; the first is the reference")
     cmp_.add_argument("-o", "--output", help="also write an HTML comparison (table and figures)")
     cmp_.add_argument("--level", type=float, default=0.99, help="VaR/TVaR confidence level (default 0.99)")
+    cmp_.add_argument("--overwrite", action="store_true", help="replace an existing HTML file")
     cmp_.set_defaults(func=cmd_compare)
     return parser
 
@@ -335,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in err.problems:
             print(f"leadsim: error: {line}", file=sys.stderr)
         return 2
-    except UsageError as err:
+    except (UsageError, LeadsimError) as err:
         print(f"leadsim: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:

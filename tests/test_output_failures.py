@@ -58,7 +58,7 @@ def test_failed_write_keeps_the_previous_result(tmp_path, monkeypatch, capsys):
     assert _run(out) == 0
     before = out.read_bytes()
     monkeypatch.setattr(xr.Dataset, "to_netcdf", _partial_netcdf(OSError(errno.ENOSPC, "No space left on device")))
-    assert _run(out, "--seed", "5") == 1
+    assert _run(out, "--seed", "5", "--overwrite") == 1
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["run.nc"]
 

@@ -327,18 +327,10 @@ def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
 
 def write_html(text: str, path: str | os.PathLike[str]) -> Path:
     """Write an HTML document atomically (temporary file in the same folder, then rename)."""
-    import tempfile
+    from leadsim.io.atomic import atomic_path, clean_stale_temporaries
 
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    clean_stale_temporaries(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path

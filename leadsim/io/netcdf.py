@@ -7,7 +7,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from leadsim.io.atomic import atomic_path
+from leadsim.io.atomic import atomic_path, clean_stale_temporaries
 from leadsim.io.schema import encode
 
 __all__ = ["open_netcdf", "save_netcdf"]
@@ -16,6 +16,7 @@ __all__ = ["open_netcdf", "save_netcdf"]
 def save_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     """Write ``ds`` as netCDF-4 atomically (temporary file in the target folder, then a rename)."""
     path = Path(path)
+    clean_stale_temporaries(path)  # a save killed earlier (SIGKILL) left its temporary file behind
     with atomic_path(path) as tmp:
         encode(ds).to_netcdf(tmp, engine="h5netcdf")
     return path

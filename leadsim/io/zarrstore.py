@@ -31,6 +31,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,7 @@ from leadsim import __version__
 from leadsim.config import Config, chunk_bounds
 from leadsim.errors import ResultError, ResumeMismatchError, StoreError
 from leadsim.io.atomic import atomic_path, clean_stale_temporaries
+from leadsim.io.lock import StoreLock
 from leadsim.io.schema import SCHEMA, build_dataset, config_of, encode
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -131,6 +133,7 @@ class Manifest:
     created: str = ""
     updated: str = ""
     config: dict[str, Any] = field(default_factory=dict)
+    run_id: str = ""
 
     @classmethod
     def for_config(cls, cfg: Config) -> Manifest:
@@ -138,7 +141,7 @@ class Manifest:
         now = _now()
         return cls(config_hash=config_hash(cfg), seed=int(sim.seed), draws=int(sim.draws),
                    chunk_draws=int(sim.chunk_draws), n_chunks=len(chunk_bounds(sim.draws, sim.chunk_draws)),
-                   config=config_identity(cfg), created=now, updated=now)
+                   config=config_identity(cfg), created=now, updated=now, run_id=uuid.uuid4().hex)
 
     @property
     def n_done(self) -> int:
@@ -174,6 +177,47 @@ def write_manifest(store: Path, manifest: Manifest) -> None:
     """Replace the manifest atomically: write a temporary file, fsync it, rename it over the old one."""
     with atomic_path(store / MANIFEST_NAME) as tmp:
         tmp.write_text(json.dumps(asdict(manifest), indent=1), encoding="utf-8")
+    _fsync_dir(store)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename or new files in ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _chunk_files(store: Path, index: int, names: Sequence[str]) -> list[Path]:
+    """The files holding chunk ``index`` (along ``draw``) of the variables ``names``, sorted."""
+    files: list[Path] = []
+    for name in sorted(names):
+        root = store / name / "c" / str(index)
+        if root.is_file():
+            files.append(root)
+        elif root.is_dir():
+            files += sorted(p for p in root.rglob("*") if p.is_file())
+    return files
+
+
+def _fsync_files(files: Sequence[Path]) -> None:
+    """fsync each file and the folders that hold them, so the data is on disk before the manifest says so."""
+    folders = set()
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        folders.add(f.parent)
+    for d in folders:
+        _fsync_dir(d)
 
 
 def read_manifest(store: str | os.PathLike[str]) -> Manifest | None:
@@ -268,13 +312,32 @@ class ZarrSink:
         self.header: RunHeader | None = None
         self.manifest: Manifest | None = None
         self.exists = False
+        self.lock = StoreLock(self.path)
 
     def open(self, cfg: Config, header: RunHeader, chunks: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Take the store's writer lock, check the store, and return the chunks still to compute."""
         _require_zarr()
         self.cfg, self.header = cfg, header
-        self.manifest, self.exists = _prepare(self.path, cfg, self.resume, self.overwrite)
+        self.lock.acquire()  # before looking at the store: a second writer is refused here, before any work
+        try:
+            self.manifest, self.exists = _prepare(self.path, cfg, self.resume, self.overwrite)
+        except BaseException:
+            self.lock.release()
+            raise
         missing = set(self.manifest.missing_bounds())
         return [b for b in chunks if b in missing]
+
+    def _check_identity(self) -> None:
+        """Refuse to write into a store that is no longer this run's (replaced or rewritten by someone else)."""
+        assert self.manifest is not None
+        try:
+            on_disk = read_manifest(self.path)
+        except StoreError:
+            on_disk = None
+        if on_disk is None or (on_disk.run_id, on_disk.config_hash) != (self.manifest.run_id,
+                                                                      self.manifest.config_hash):
+            raise StoreError(f"{self.path} was replaced or changed by another process during this run; "
+                             "stopping without writing into it")
 
     def _create(self, first: Mapping[str, np.ndarray]) -> None:
         assert self.cfg is not None and self.header is not None and self.manifest is not None
@@ -296,16 +359,22 @@ class ZarrSink:
             raise ValueError(f"chunk [{start}, {stop}) is not aligned to chunk_draws = {c}")
         if not self.exists:
             self._create(arrays)
+        else:
+            self._check_identity()
+        chunk = _chunk_dataset(arrays)
         with _quiet_zarr():
-            _chunk_dataset(arrays).to_zarr(self.path, region={"draw": slice(start, stop)}, mode="r+")
+            chunk.to_zarr(self.path, region={"draw": slice(start, stop)}, mode="r+")
+        _fsync_files(_chunk_files(self.path, start // c, list(chunk.data_vars)))
         self.manifest.mark_done(start // c)
         write_manifest(self.path, self.manifest)
 
     def close(self) -> None:
-        """Nothing to do: every chunk is on disk and in the manifest as soon as it is saved."""
+        """Release the writer lock: every chunk is on disk and in the manifest as soon as it is saved."""
+        self.lock.release()
 
     def abort(self) -> None:
-        """Keep the chunks written so far: ``--resume`` finishes the run."""
+        """Keep the chunks written so far (``--resume`` finishes the run) and release the writer lock."""
+        self.lock.release()
 
 
 def _prepare(path: Path, cfg: Config, resume: bool, overwrite: bool) -> tuple[Manifest, bool]:
@@ -390,7 +459,7 @@ def save_zarr(ds: xr.Dataset, path: str | os.PathLike[str], chunk_draws: int | N
         manifest.chunks_done = [[0, manifest.n_chunks]] if manifest.n_chunks else []
         manifest.complete = True
     clean_stale_temporaries(path)
-    with atomic_path(path, folder=True) as tmp:
+    with StoreLock(path), atomic_path(path, folder=True) as tmp:
         enc = encode(ds)
         with _quiet_zarr():
             enc.to_zarr(tmp, mode="w-", encoding=_draw_encoding(enc, max(1, chunk)))

@@ -1,0 +1,195 @@
+"""Issue 14: never destroy a file, never mix two runs, never return a confidently wrong number.
+
+One section per finding; each test reproduces the reported failure and checks it is now refused or fixed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import leadsim
+from leadsim.cli import main
+from leadsim.errors import OutputError
+
+ROOT = Path(__file__).resolve().parent.parent
+SETS = ["--set=aco.beneficiaries=300", "--set=simulation.draws=8", "--set=simulation.chunk_draws=4"]
+
+
+def _run(cfg: Path | str, out: Path | str, *extra: str) -> int:
+    return main(["run", str(cfg), "-q", "-o", str(out), *SETS, *extra])
+
+
+def _errors(capsys) -> list[str]:
+    return [x for x in capsys.readouterr().err.strip().splitlines() if not x.startswith("leadsim: warning:")]
+
+
+@pytest.fixture(scope="module")
+def result_nc(tmp_path_factory) -> Path:
+    """A small finished netCDF result (read-only use: copy before changing it)."""
+    out = tmp_path_factory.mktemp("res") / "r.nc"
+    assert _run(ROOT / "configs/default.toml", out) == 0
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 1. outputs never replace an input, a device, or an existing result without --overwrite
+# ---------------------------------------------------------------------------------------------------------
+def test_run_refuses_output_equal_to_config(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    shutil.copy(ROOT / "configs/default.toml", cfg)
+    before = cfg.read_bytes()
+    assert _run(cfg, cfg) == 2
+    assert _run(cfg, cfg, "--overwrite") == 2
+    err = _errors(capsys)
+    assert len(err) == 2 and all("is also an input" in e for e in err)
+    assert cfg.read_bytes() == before
+
+
+def test_run_refuses_report_equal_to_output(tmp_path, capsys):
+    out = tmp_path / "x.nc"
+    assert _run(ROOT / "configs/default.toml", out, "--report", str(out)) == 2
+    assert "--report" in _errors(capsys)[0]
+    assert not out.exists()
+
+
+def test_report_and_compare_refuse_their_inputs(result_nc, tmp_path, capsys):
+    r = tmp_path / "r.nc"
+    c2 = tmp_path / "c2.nc"
+    shutil.copy(result_nc, r)
+    shutil.copy(result_nc, c2)
+    before = r.read_bytes()
+    assert main(["report", str(r), "-o", str(r), "--overwrite"]) == 2
+    assert main(["compare", str(r), str(c2), "-o", str(c2), "--overwrite"]) == 2
+    assert main(["export", str(r), str(r), "--overwrite"]) == 2
+    assert all("is also an input" in e for e in _errors(capsys))
+    assert r.read_bytes() == before and c2.read_bytes() == before
+
+
+def test_existing_results_need_overwrite(result_nc, tmp_path, capsys):
+    out = tmp_path / "x.nc"
+    shutil.copy(result_nc, out)
+    before = out.read_bytes()
+    assert _run(ROOT / "configs/default.toml", out) == 2
+    assert _errors(capsys) == [f"leadsim: error: -o {out}: already exists; add --overwrite to replace it"]
+    assert out.read_bytes() == before
+    assert _run(ROOT / "configs/default.toml", out, "--overwrite", "--seed", "3") == 0
+    assert out.read_bytes() != before
+    # export onto a finished store, and report/compare onto an existing page
+    done = tmp_path / "done.zarr"
+    assert main(["export", str(result_nc), str(done)]) == 0
+    manifest = (done / "leadsim_run.json").read_bytes()
+    assert main(["export", str(out), str(done)]) == 2
+    assert (done / "leadsim_run.json").read_bytes() == manifest
+    assert main(["export", str(out), str(done), "--overwrite"]) == 0
+    page = tmp_path / "page.html"
+    page.write_text("mine")
+    assert main(["report", str(result_nc), "-o", str(page)]) == 2
+    assert main(["compare", str(result_nc), str(out), "-o", str(page)]) == 2
+    assert page.read_text() == "mine"
+    assert main(["report", str(result_nc), "-o", str(page), "--overwrite"]) == 0
+    assert page.read_text() != "mine"
+
+
+@pytest.mark.parametrize("maker", ["fifo", "device"])
+def test_special_files_are_never_replaced(result_nc, tmp_path, capsys, maker):
+    node = tmp_path / "node"
+    if maker == "fifo":
+        os.mkfifo(node)
+    else:
+        node = Path("/dev/null")  # refused before anything is opened; never written
+    assert _run(ROOT / "configs/default.toml", node, "--overwrite") == 2
+    assert main(["report", str(result_nc), "-o", str(node), "--overwrite"]) == 2
+    assert main(["export", str(result_nc), str(node), "--overwrite"]) == 2
+    err = _errors(capsys)
+    assert len(err) == 3 and all("not a regular file" in e for e in err)
+    assert not node.is_file()
+    with pytest.raises(OutputError, match="not a regular file"):
+        leadsim.save(leadsim.open(result_nc), node)
+    assert not node.is_file()
+
+
+def test_empty_output_path_is_an_error(capsys):
+    assert _run(ROOT / "configs/default.toml", "") == 2
+    assert _errors(capsys) == ["leadsim: error: -o '': the output path is empty"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 2. one writer per Zarr store: a lock with the holder's pid, identity re-checked before each region write
+# ---------------------------------------------------------------------------------------------------------
+def _small(**kw):
+    from tests.helpers import small_config
+
+    return small_config(**{"aco.beneficiaries": 300, "simulation.draws": 8, "simulation.chunk_draws": 4, **kw})
+
+
+def test_second_writer_is_refused_naming_the_holder(tmp_path):
+    from leadsim.errors import StoreLockedError
+    from leadsim.io.lock import StoreLock
+    from tests.helpers import run_zarr
+
+    path = tmp_path / "same.zarr"
+    with StoreLock(path), pytest.raises(StoreLockedError, match=f"pid {os.getpid()}"):
+        run_zarr(_small(), path, overwrite=True)
+    assert not path.exists()
+    run_zarr(_small(), path)  # released: the lock file is gone and the run proceeds
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["same.zarr"]
+
+
+def test_stale_lock_file_of_a_dead_process_is_taken_over(tmp_path):
+    from leadsim.io.lock import lock_path
+    from tests.helpers import run_zarr
+
+    path = tmp_path / "run.zarr"
+    lock_path(path).write_text("999999999 elsewhere\n")  # left by a killed writer: no flock is held on it
+    assert run_zarr(_small(), path).complete
+    assert not lock_path(path).exists()
+
+
+def test_store_replaced_during_a_run_is_not_written_into(tmp_path):
+    from leadsim.errors import StoreError
+    from leadsim.io.zarrstore import read_manifest, write_manifest
+    from tests.helpers import run_zarr
+
+    path = tmp_path / "run.zarr"
+
+    def hijack(lo, hi, res):  # another process (ignoring the lock) starts its own run in the store
+        m = read_manifest(path)
+        m.run_id, m.seed = "someone-else", 2
+        write_manifest(path, m)
+
+    with pytest.raises(StoreError, match="replaced or changed by another process"):
+        run_zarr(_small(), path, on_chunk=hijack)
+    assert read_manifest(path).seed == 2 and read_manifest(path).chunks_done == [[0, 1]]
+
+
+def test_concurrent_writers_never_mix_two_runs(tmp_path):
+    """The issue's race: two ``leadsim run --seed S -o same.zarr`` at once. One wins; the store is one run."""
+    import subprocess
+    import sys
+
+    from leadsim.io.zarrstore import read_manifest
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CI": "1"}
+    for trial in range(3):
+        path = tmp_path / f"same{trial}.zarr"
+        procs = [subprocess.Popen([sys.executable, "-m", "leadsim.cli", "run", str(ROOT / "configs/default.toml"),
+                                   "-q", "--seed", str(seed), "-o", str(path), "--set=aco.beneficiaries=300",
+                                   "--set=simulation.draws=24", "--set=simulation.chunk_draws=2"],
+                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for seed in (1, 2)]
+        outs = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+        codes = sorted(rc for rc, _ in outs)
+        assert codes == [0, 2], outs
+        loser = next(err for rc, err in outs if rc == 2)
+        assert "being written by another leadsim process" in loser or "already exists" in loser
+        assert "Traceback" not in loser
+        m = read_manifest(path)
+        ds = leadsim.open(path)
+        assert m.complete and ds.attrs["seed"] == m.seed
+        ref = leadsim.simulate(_small(**{"simulation.seed": m.seed, "simulation.draws": 24,
+                                         "simulation.chunk_draws": 2}), progress=False)
+        assert float(abs(ds["net_settlement"] - ref["net_settlement"]).max()) == 0.0
