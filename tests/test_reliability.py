@@ -193,3 +193,85 @@ def test_concurrent_writers_never_mix_two_runs(tmp_path):
         ref = leadsim.simulate(_small(**{"simulation.seed": m.seed, "simulation.draws": 24,
                                          "simulation.chunk_draws": 2}), progress=False)
         assert float(abs(ds["net_settlement"] - ref["net_settlement"]).max()) == 0.0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 4. trend SDs that let annual growth fall below -100% are refused, naming the field and the allowed range
+# 5. an infinite-variance tail (alpha <= 2) is refused: its sample means are confidently wrong
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("key, value, allowed", [
+    ("trend.national_sd", 0.3, "0 <= trend.national_sd <= 0.14"),
+    ("trend.aco_sd", 0.5, "0 <= trend.aco_sd <= 0.14"),
+])
+def test_trend_sd_that_breaks_the_growth_law_is_refused(key, value, allowed):
+    from leadsim.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        leadsim.load_config(overrides={key: value})
+    (line,) = info.value.problems
+    assert line.startswith(f"{key} = {value}: annual growth could fall below -100%")
+    assert allowed in line
+
+
+def test_largest_allowed_trend_sd_gives_no_negative_growth():
+    import warnings
+
+    from leadsim.config.loading import GROWTH_Z
+
+    cfg = leadsim.load_config(overrides={"trend.national_sd": 0.14, "aco.beneficiaries": 300,
+                                         "simulation.draws": 200, "simulation.chunk_draws": 100})
+    assert GROWTH_Z == 6.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = leadsim.simulate(cfg, progress=False)
+    assert (ds["aco_growth"] > -1).all() and (ds["expenditure"] >= 0).all() and (ds["benchmark"] > 0).all()
+
+
+@pytest.mark.parametrize("alpha", [1.01, 1.1, 2.0])
+def test_infinite_variance_tail_is_refused(alpha):
+    from leadsim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"population.esrd.tail_alpha = {alpha}: .*2.0 < value"):
+        leadsim.load_config(overrides={"population.esrd.tail_alpha": alpha})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3. --set policy.preset=X keeps the config's own policy settings (or refuses, listing what would be dropped)
+# ---------------------------------------------------------------------------------------------------------
+OWN_POLICY = ('[policy]\npreset = "lead_py2027"\n[policy.stop_loss]\nenabled = true\n'
+              "[policy.settlement]\ndiscount_rate = 0.03\n")
+
+
+@pytest.mark.parametrize("preset", ["lead_py2027", "reach_py2026"])
+def test_preset_override_keeps_the_files_policy_settings(tmp_path, capsys, preset):
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(OWN_POLICY)
+    cfg = leadsim.load_config(cfg_path, overrides={"policy.preset": preset})
+    assert cfg.policy.preset == preset
+    assert cfg.policy.stop_loss.enabled is True and cfg.policy.settlement.discount_rate == 0.03
+    plain = leadsim.load_config(overrides={"policy.preset": preset})
+    assert plain.policy.stop_loss.enabled is False and plain.policy.settlement.discount_rate == 0.0
+    # the CLI's --show agrees
+    assert main(["validate", str(cfg_path), "--show", "--set", f"policy.preset={preset}"]) == 0
+    shown = capsys.readouterr().out
+    assert "discount_rate = 0.03" in shown
+
+
+def test_preset_override_of_a_resolved_config_keeps_only_its_own_changes():
+    base = leadsim.load_config(overrides={"policy.settlement.discount_rate": 0.03})
+    moved = leadsim.load_config(base, overrides={"policy.preset": "reach_py2026"})
+    reach = leadsim.load_config(overrides={"policy.preset": "reach_py2026"})
+    assert moved.policy.settlement.discount_rate == 0.03
+    assert moved.policy.name == reach.policy.name and moved.policy.tracks == reach.policy.tracks
+    assert moved.policy.benchmark == reach.policy.benchmark
+
+
+def test_preset_override_of_a_self_contained_policy_is_refused(tmp_path):
+    from leadsim.errors import ConfigError
+
+    full = leadsim.load_config().to_dict()
+    full["policy"].pop("preset")
+    full["policy"]["name"] = "my own rules"
+    with pytest.raises(ConfigError, match=r"policy.preset = 'reach_py2026' \(set by override\): the config "
+                                          r"defines a complete policy of its own .* settings \(policy\."):
+        leadsim.load_config(full, overrides={"policy.preset": "reach_py2026"})

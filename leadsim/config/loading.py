@@ -104,6 +104,49 @@ def _resolve_preset(data: dict[str, Any], base_dir: Path | None) -> dict[str, An
     return out
 
 
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _rebase_policy(own: Any, policy: dict[str, Any], overrides: Mapping[str, Any], resolved: bool,
+                   base_dir: Path | None) -> dict[str, Any]:
+    """The policy table after ``--set policy.preset=X``: the config's own policy settings kept on the new preset.
+
+    Choosing a preset by override means what writing ``preset = X`` in the file would mean: the file's own
+    ``[policy.*]`` settings still apply on top of the preset. A resolved config (a :class:`Config`, e.g. read back
+    from a result) carries every key, so its own settings are those that differ from its preset. A config with a
+    complete policy of its own (a ``name`` and no preset) is refused, listing the settings a preset would drop.
+    """
+    if not isinstance(own, dict):
+        return policy
+    if own.get("preset") is None and own.get("name") is not None:
+        keys = sorted(f"policy.{k}" for k in _flat(own))
+        shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+        raise ConfigError([f"policy.preset = {overrides['policy.preset']!r} (set by override): the config defines a "
+                           f"complete policy of its own (policy.name = {own['name']!r}, no preset); a preset "
+                           f"would drop or be overridden by its {len(keys)} settings ({shown}). Edit the config's "
+                           "[policy] instead, or start from a config with `preset = ...`"])
+    if not resolved:
+        return policy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        old = validate(_resolve_preset({"policy": {"preset": own.get("preset") or "lead_py2027"}}, base_dir))
+    old_flat = _flat(old.to_dict()["policy"])
+    set_now = {k.split(".", 1)[1] for k in overrides if k.startswith("policy.")}
+    missing = object()
+    keep: dict[str, Any] = {}
+    for key, value in _flat(policy).items():
+        if key in set_now or old_flat.get(key, missing) != value:
+            _apply_override(keep, key, value)
+    return keep
+
+
 def _field_range(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
     """Describe the allowed range of the field at ``loc`` from its annotated bounds, or ''."""
     cls: Any = model
@@ -185,8 +228,43 @@ def validate(data: Mapping[str, Any]) -> Config:
     except ValidationError as err:
         raise ConfigError(_format_errors(err)) from None
     _check_size(cfg)
+    _check_trend(cfg)
     _warn(cfg)
     return cfg
+
+
+GROWTH_Z = 6.0
+"""How many standard deviations of annual growth must fit above -100% (P(Z < -6) is about 1e-9)."""
+
+
+def _check_trend(cfg: Config) -> None:
+    """Annual growth is Gaussian (mean plus three AR(1) terms): refuse SDs that let it fall below -100%.
+
+    A growth rate below -100% makes spending and benchmarks negative. With ``T`` years, the AR(1) term with
+    innovation sd ``s`` and coefficient ``phi`` has variance ``s^2 (1 + phi^2 + ... + phi^(2(T-1)))`` in the last
+    year; the three terms are independent. The lowest mean growth minus :data:`GROWTH_Z` standard deviations
+    must stay above -100%.
+    """
+    tr, years = cfg.trend, cfg.simulation.years
+    terms = {"national": (tr.national_sd, tr.national_ar), "regional": (tr.regional_sd, tr.regional_ar),
+             "aco": (tr.aco_sd, tr.aco_ar)}
+    gain = {k: float(sum(phi ** (2 * t) for t in range(years))) for k, (_, phi) in terms.items()}
+    var = {k: sd**2 * gain[k] for k, (sd, _) in terms.items()}
+    mu = min(tr.national_mean.ordered())
+    limit = (1.0 + mu) / GROWTH_Z  # the largest sd of annual growth the law allows
+    total = sum(var.values()) ** 0.5
+    if total <= limit:
+        return
+    worst = max(var, key=lambda k: var[k])
+    others = sum(v for k, v in var.items() if k != worst)
+    room = max(limit**2 - others, 0.0)
+    allowed = (room / gain[worst]) ** 0.5
+    sd, phi = terms[worst]
+    raise ConfigError([
+        f"trend.{worst}_sd = {sd!r}: annual growth could fall below -100% (negative spending): with "
+        f"trend.{worst}_ar = {phi!r} and the other trend terms its sd reaches {total:.3g} by year {years}, and "
+        f"the lowest trend.national_mean ({mu:.3g}) minus {GROWTH_Z:g} sd must stay above -1 "
+        f"(allowed: 0 <= trend.{worst}_sd <= {allowed:.3g} with the other trend settings; or lower their sd)"])
 
 
 MAX_ALIGNED = 5_000_000
@@ -213,9 +291,10 @@ def _warn(cfg: Config) -> None:
                       LeadsimWarning, stacklevel=3)
     for name in POPULATIONS:
         a = cfg.population[name].tail_alpha
-        if a <= 2.0 and cfg.population[name].tail_start < 1.0:
-            warnings.warn(f"population.{name}.tail_alpha = {a}: a Pareto tail with alpha <= 2 has infinite "
-                          "variance; tail metrics will not converge", LeadsimWarning, stacklevel=3)
+        if a < 3.0 and cfg.population[name].tail_start < 1.0:
+            warnings.warn(f"population.{name}.tail_alpha = {a}: a Pareto tail with alpha < 3 has infinite "
+                          "skewness; means converge slowly and their standard errors understate the error",
+                          LeadsimWarning, stacklevel=3)
     if cfg.simulation.start_year + cfg.simulation.years - 1 > 2036:
         warnings.warn("the simulation runs past PY2036, the last LEAD performance year", LeadsimWarning,
                       stacklevel=3)
@@ -245,6 +324,7 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | No
         With one line per problem, each naming the dotted key, the value and the allowed range.
     """
     base_dir: Path | None = None
+    resolved = isinstance(source, Config)
     if source is None:
         data: dict[str, Any] = {}
     elif isinstance(source, Config):
@@ -255,15 +335,11 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | No
         path = Path(source)
         data = _read_toml(path, "config")
         base_dir = path.resolve().parent
+    own = copy.deepcopy(data.get("policy"))
     for key, value in (overrides or {}).items():
         _apply_override(data, key, parse_override_value(value) if isinstance(value, str) else value)
-    if isinstance(data.get("policy"), dict) and "preset" in data["policy"] and overrides and any(
-            k == "policy.preset" for k in overrides):
-        # a preset chosen by override replaces the file's policy rules, keeping only the explicit overrides
-        kept = {k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith("policy.")}
-        data["policy"] = {}
-        for k, v in kept.items():
-            _apply_override(data["policy"], k, parse_override_value(v) if isinstance(v, str) else v)
+    if overrides and "policy.preset" in overrides and isinstance(data.get("policy"), dict):
+        data["policy"] = _rebase_policy(own, data["policy"], overrides, resolved, base_dir)
     data = _resolve_preset(data, base_dir)
     return validate(data)
 

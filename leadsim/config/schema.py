@@ -120,7 +120,8 @@ class PopulationConfig(_Model):
     zero_share: Probability = 0.0
     sigma: LogSigma = 1.0
     tail_start: Annotated[float, Field(ge=0.5, le=1.0)] = 0.99
-    tail_alpha: Annotated[float, Field(gt=1.0, le=100.0)] = 4.0
+    # alpha <= 2: infinite variance, so a sample mean and its standard error are confidently wrong (issue 14)
+    tail_alpha: Annotated[float, Field(gt=2.0, le=100.0)] = 4.0
     rho: Persistence = 0.75
     mortality: Probability = 0.04
     death_multiplier: DeathMultiplier = 1.2
