@@ -275,3 +275,211 @@ def test_preset_override_of_a_self_contained_policy_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"policy.preset = 'reach_py2026' \(set by override\): the config "
                                           r"defines a complete policy of its own .* settings \(policy\."):
         leadsim.load_config(full, overrides={"policy.preset": "reach_py2026"})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 6. --resume refuses a store written by other code (version or model source), naming both
+# ---------------------------------------------------------------------------------------------------------
+def test_resume_refuses_a_store_written_by_other_code(tmp_path, monkeypatch):
+    import leadsim.io.zarrstore as store
+    from leadsim.errors import ResumeMismatchError
+    from tests.helpers import interrupt_after, run_zarr
+
+    path = tmp_path / "run.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        run_zarr(_small(), path, on_chunk=interrupt_after(1))
+    written = store.read_manifest(path)
+    assert written.model_hash == store.model_hash() and written.leadsim_version == leadsim.__version__
+    monkeypatch.setattr(store, "model_hash", lambda: "f" * 64)  # an edited engine under the same version
+    with pytest.raises(ResumeMismatchError) as info:
+        run_zarr(_small(), path, resume=True)
+    msg = str(info.value)
+    assert f"model source {written.model_hash[:12]}" in msg and "model source ffffffffffff" in msg
+    assert store.read_manifest(path).chunks_done == [[0, 1]]  # nothing was mixed in
+
+
+def test_resume_refuses_a_different_package_version(tmp_path, monkeypatch):
+    import leadsim.io.zarrstore as store
+    from leadsim.errors import ResumeMismatchError
+    from tests.helpers import interrupt_after, run_zarr
+
+    path = tmp_path / "run.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        run_zarr(_small(), path, on_chunk=interrupt_after(1))
+    m = store.read_manifest(path)
+    m.leadsim_version = "0.0.1"
+    store.write_manifest(path, m)
+    with pytest.raises(ResumeMismatchError, match=rf"leadsim 0\.0\.1, .* \(leadsim {leadsim.__version__},"):
+        run_zarr(_small(), path, resume=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 7. per-chunk checksums: verified on open and on resume; --resume recomputes bad chunks
+# ---------------------------------------------------------------------------------------------------------
+def _chunk_file(path: Path, var: str, index: int) -> Path:
+    return next(p for p in sorted((path / var / "c" / str(index)).rglob("*")) if p.is_file())
+
+
+@pytest.mark.parametrize("damage", ["delete", "flip"])
+def test_damaged_chunks_are_detected_and_recomputed(tmp_path, capsys, damage):
+    import warnings
+
+    from leadsim.errors import StoreError
+    from tests.helpers import assert_same_run, run_zarr
+
+    path = tmp_path / "run.zarr"
+    run_zarr(_small(), path)
+    good = leadsim.open(path)
+    targets = [_chunk_file(path, "deaths", 1), _chunk_file(path, "net_settlement", 0)]
+    for f in targets:
+        if damage == "delete":
+            f.unlink()
+        else:
+            data = bytearray(f.read_bytes())
+            data[len(data) // 2] ^= 0x01
+            f.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match=r"is damaged: chunks 0 \(draws 0-3\), 1 \(draws 4-7\) failed the checksum"):
+        leadsim.open(path)
+    assert main(["report", str(path), "-o", str(tmp_path / "r.html")]) == 2
+    err = _errors(capsys)
+    assert len(err) == 1 and "is damaged" in err[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_zarr(_small(), path, resume=True)
+    assert any("computing them again" in str(w.message) for w in caught)
+    assert_same_run(leadsim.open(path), good)
+
+
+def test_exported_store_has_checksums(result_nc, tmp_path):
+    from leadsim.errors import StoreError
+    from leadsim.io.zarrstore import read_manifest
+
+    path = tmp_path / "copy.zarr"
+    leadsim.save(leadsim.open(result_nc), path)
+    assert len(read_manifest(path).chunk_sums) == 2
+    _chunk_file(path, "benchmark", 1).unlink()
+    with pytest.raises(StoreError, match="is damaged"):
+        leadsim.open(path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 8. every value that reaches the report and compare HTML is escaped
+# ---------------------------------------------------------------------------------------------------------
+def test_crafted_coordinates_are_escaped_in_report_and_compare(result_nc):
+    import re
+
+    from leadsim.analysis.report import compare_html, report_html
+
+    ds = leadsim.open(result_nc)
+    evil = ds.assign_coords(track=['<script>alert(1)</script>', 'x" onmouseover="alert(2)'],
+                            year=[f"<img src=x onerror=alert({y})>" for y in ds["year"].values])
+    pages = [report_html(evil, source="<b>src</b>"), compare_html({"a": ds, "<i>b</i>": evil})]
+    for page in pages:
+        assert "<script>alert" not in page and "<img src=x" not in page and "<i>b</i>" not in page
+        assert 'onmouseover="alert' not in page
+        for attr in re.findall(r'data-table="([^"]*)"', page):
+            assert "<" not in attr and '"' not in attr
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 9. a netCDF whose data live in other files (HDF5 external storage, external links) is refused
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("trick", ["external_storage", "external_link", "virtual"])
+def test_netcdf_reading_other_files_is_refused(result_nc, tmp_path, capsys, trick):
+    import h5py
+    import numpy as np
+
+    from leadsim.errors import ResultError
+
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"TOP-SECRET" * 80)
+    crafted = tmp_path / "crafted.nc"
+    shutil.copy(result_nc, crafted)
+    with h5py.File(crafted, "r+") as f:
+        if trick == "external_storage":
+            f.create_dataset("leak", shape=(800,), dtype="u1", external=[(str(secret), 0, 800)])
+        elif trick == "external_link":
+            f["leak"] = h5py.ExternalLink(str(secret), "/data")
+        else:
+            layout = h5py.VirtualLayout(shape=(4,), dtype="f8")
+            layout[:] = h5py.VirtualSource(str(secret), "data", shape=(4,))
+            f.create_virtual_dataset("leak", layout, fillvalue=np.nan)
+    with pytest.raises(ResultError, match="refusing a netCDF file that reads other files: leak"):
+        leadsim.open(crafted)
+    assert main(["report", str(crafted), "-o", str(tmp_path / "r.html")]) == 2
+    err = _errors(capsys)
+    assert len(err) == 1 and "reads other files" in err[0] and str(crafted) in err[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 10. only regular files are read (no device, no FIFO), configs are size-bounded, deep nesting is one line
+# 13. (part) "file signature not found" names the path; a BOM is called a byte-order mark
+# ---------------------------------------------------------------------------------------------------------
+def test_devices_and_fifos_are_refused_without_reading(tmp_path, capsys):
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)  # opening it would block forever
+    assert main(["validate", "/dev/zero"]) == 2
+    assert main(["validate", str(fifo)]) == 2
+    assert main(["report", str(fifo), "-o", str(tmp_path / "r.html")]) == 2
+    assert main(["compare", "/dev/zero", str(fifo)]) == 2
+    err = _errors(capsys)
+    assert len(err) == 4 and all("not a regular file" in e for e in err), err
+
+
+def test_oversized_and_deeply_nested_configs_are_one_line(tmp_path, capsys):
+    big = tmp_path / "big.toml"
+    big.write_text("# padding\n" * 200_000)
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert main(["validate", str(big)]) == 2
+    assert main(["validate", str(deep)]) == 2
+    assert main(["validate", str(ROOT / "configs/default.toml"), "--set", "aco.name=" + "[" * 50_000]) == 2
+    err = _errors(capsys)
+    assert len(err) == 3, err
+    assert "at most 1,000,000 bytes" in err[0] and "too deeply" in err[1]
+
+
+def test_bom_and_foreign_files_have_clear_messages(tmp_path, capsys):
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + (ROOT / "configs/default.toml").read_bytes())
+    foreign = tmp_path / "foreign.nc"
+    foreign.write_text("not a netCDF file")
+    assert main(["validate", str(bom)]) == 2
+    assert main(["report", str(foreign), "-o", str(tmp_path / "r.html")]) == 2
+    err = _errors(capsys)
+    assert len(err) == 2
+    assert "byte-order mark" in err[0] and "malformed" not in err[0]
+    assert str(foreign) in err[1] and "signature not found" in err[1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 11. control characters in names are refused at validation; figures draw names literally (no mathtext)
+# 13. (part) a number where a name is expected suggests quoting
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("key, value", [("aco.name", "a\0b"), ("policy.name", "x\ny"), ("aco.name", "esc\x1b[31m")])
+def test_control_characters_in_names_are_refused(key, value):
+    from leadsim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"{key} = .*contains control character"):
+        leadsim.load_config(overrides={key: value})
+
+
+def test_number_for_a_name_suggests_quoting(capsys):
+    assert main(["validate", str(ROOT / "configs/default.toml"), "--set", "aco.name=2027"]) == 2
+    (err,) = _errors(capsys)
+    assert "quote it" in err and '"2027"' in err
+
+
+def test_names_with_dollars_are_drawn_literally(result_nc):
+    from matplotlib.text import Text
+
+    from leadsim.analysis import plots
+    from leadsim.analysis.report import report_html
+
+    ds = leadsim.open(result_nc)
+    ds.attrs["aco_name"] = r"$\undefinedmacro{$ ACO $x^2$"
+    page = report_html(ds)  # bad mathtext raised ValueError when drawing
+    assert "data-figure" in page
+    fig = plots.fan_chart(ds)
+    assert not any(t.get_parse_math() for t in fig.findobj(Text) if "$" in t.get_text())

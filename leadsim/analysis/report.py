@@ -53,8 +53,11 @@ pre{background:#f7f7f7;border:1px solid #e3e3e3;padding:8px;overflow-x:auto;font
 
 
 def _png(fig: Figure, dpi: int = 110) -> str:
+    import matplotlib
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    with matplotlib.rc_context(plots.PLAIN_TEXT):  # tick labels are made when drawing
+        fig.savefig(buf, format="png", dpi=dpi)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -80,6 +83,8 @@ def _p(x: float, se: float | None = None) -> str:
 
 
 def _table(name: str, header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1, cls: str = "") -> str:
+    """An HTML table; ``header`` and ``rows`` are HTML already (escape data values before), ``name`` is text."""
+    name, cls = html.escape(name, quote=True), html.escape(cls, quote=True)
     th = "".join(f"<th class='l'>{h}</th>" if i < left else f"<th>{h}</th>" for i, h in enumerate(header))
     body = "".join("<tr>" + "".join(f"<td class='l'>{c}</td>" if i < left else f"<td>{c}</td>"
                                     for i, c in enumerate(r)) + "</tr>" for r in rows)
@@ -132,7 +137,7 @@ def _annual_rows(s: xr.Dataset, track: str) -> tuple[list[str], list[list[str]]]
     rows = []
     for period in s["period"].values:
         r = s.sel(period=period)
-        cells = ["ten-year" if period == HORIZON else f"PY{period}"]
+        cells = ["ten-year" if period == HORIZON else html.escape(f"PY{period}")]
         for t in [track]:
             x = r.sel(track=t)
             cells += [_mse(float(x["mean"]), float(x.mean_se)), _mse(float(x.VaR.sel(level=lv)),
@@ -184,7 +189,7 @@ def report_html(ds: xr.Dataset, source: str | None = None, levels: Sequence[floa
              "Small grey numbers are Monte Carlo standard errors (asymptotic, from influence functions); ± "
              f"1.96 of them is a 95% interval. Financial guarantee (FG): {_m(fg)}.</p>"]
     parts.append("<h2>Ten-year results</h2>")
-    parts.append(_table("horizon_metrics", ["Metric", *tracks], _horizon_rows(s)))
+    parts.append(_table("horizon_metrics", ["Metric", *map(html.escape, tracks)], _horizon_rows(s)))
     parts.append("<h2>Year by year</h2><p>Annual net settlement; the last row is the ten-year total (P(loss &gt; FG):"
                  " in any year).</p>")
     for t in tracks:
@@ -292,7 +297,8 @@ def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
              "their spending (common random numbers), so differences are much more precise than either "
              "estimate. Small grey numbers: Monte Carlo standard errors.</p>"]
     run_rows = [[html.escape(name), html.escape(str(ds.attrs.get("aco_name", ""))),
-                 html.escape(str(ds.attrs.get("policy_name", ""))), ", ".join(map(str, ds["track"].values)),
+                 html.escape(str(ds.attrs.get("policy_name", ""))),
+                 html.escape(", ".join(map(str, ds["track"].values))),
                  f"{ds.sizes['draw']:,}", html.escape(str(ds.attrs.get("seed", "")))] for name, ds in runs.items()]
     parts.append("<h2>Runs</h2>" + _table("runs", ["Run", "ACO", "Policy", "Tracks", "Draws", "Seed"], run_rows,
                                           left=4))

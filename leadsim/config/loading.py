@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import stat
 import tomllib
 import warnings
 from collections.abc import Mapping
@@ -26,10 +27,28 @@ from leadsim.errors import ConfigError, LeadsimWarning
 __all__ = ["load_config", "parse_override_value", "validate"]
 
 
+MAX_CONFIG_BYTES = 1_000_000
+"""Largest config file read (a real one is a few kB): ``/dev/zero`` or a huge file is refused, not read."""
+
+
 def _read_toml(path: Path, what: str) -> dict[str, Any]:
     try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError([f"{what}: not a regular file (a device, FIFO or socket?): {path}"])
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{what}: {path} is {st.st_size:,} bytes; a config is at most "
+                               f"{MAX_CONFIG_BYTES:,} bytes"])
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{what}: {path} is larger than {MAX_CONFIG_BYTES:,} bytes"])
+        if raw.startswith(b"\xef\xbb\xbf"):
+            raise ConfigError([f"{what}: {path} starts with a UTF-8 byte-order mark (BOM), which TOML does not "
+                               "allow; save the file as UTF-8 without BOM"])
+        return tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError([f"{what}: file not found: {path}"]) from None
     except IsADirectoryError:
@@ -40,6 +59,8 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError([f"{what}: malformed TOML in {path}: {err}"]) from None
     except UnicodeDecodeError as err:
         raise ConfigError([f"{what}: not UTF-8 text in {path}: {err}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{what}: {path} nests arrays or tables too deeply to read"]) from None
 
 
 def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
@@ -217,6 +238,8 @@ def _format_errors(err: ValidationError) -> list[str]:
         bound_error = any(w in msg for w in ("greater", "less", "finite")) or e["type"] in (
             "float_type", "int_type", "finite_number")
         tail = f" ({rng})" if rng and bound_error else ""
+        if e["type"] == "string_type" and isinstance(value, int | float | bool):
+            tail = f"; quote it to make it text: --set '{key}=\"{value}\"' (or {key.split('.')[-1]} = \"{value}\")"
         lines.append(f"{key} = {shown}: {msg}{tail}")
     return lines
 
@@ -323,6 +346,14 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | No
     ConfigError
         With one line per problem, each naming the dotted key, the value and the allowed range.
     """
+    try:
+        return _load_config(source, overrides)
+    except RecursionError:
+        raise ConfigError(["the config (or an override) nests arrays or tables too deeply"]) from None
+
+
+def _load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | None,
+                 overrides: Mapping[str, Any] | None) -> Config:
     base_dir: Path | None = None
     resolved = isinstance(source, Config)
     if source is None:

@@ -104,6 +104,8 @@ def check_target(path: str | os.PathLike[str], *, inputs: Iterable[str | os.Path
         if same_path(p, src):
             raise OutputError(f"{flag} {p}: is also an input ({src}); refusing to overwrite it, choose another path")
     _refuse_special(p)
+    if folder and p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
+        return p  # an empty folder: nothing to replace
     if p.exists() or p.is_symlink():
         if p.is_dir() and not folder:
             raise OutputError(f"{flag} {p}: is a directory")

@@ -35,6 +35,7 @@ import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,7 @@ import xarray as xr
 
 from leadsim import __version__
 from leadsim.config import Config, chunk_bounds
-from leadsim.errors import ResultError, ResumeMismatchError, StoreError
+from leadsim.errors import LeadsimWarning, ResultError, ResumeMismatchError, StoreError
 from leadsim.io.atomic import atomic_path, clean_stale_temporaries
 from leadsim.io.lock import StoreLock
 from leadsim.io.schema import SCHEMA, build_dataset, config_of, encode
@@ -109,6 +110,28 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return lines
 
 
+# the modules whose source determines a run's numbers (hashed into the manifest: a resume needs the same code)
+MODEL_SOURCES = ("model", "ledger", "config", "engine.py", "schedules.py", "io/schema.py")
+
+
+@lru_cache(maxsize=1)
+def model_hash() -> str:
+    """SHA-256 of the source of the modules that compute a run's numbers (:data:`MODEL_SOURCES`).
+
+    Stored in the run manifest: ``--resume`` refuses a store written by different model code, even under the
+    same version number (an edited checkout).
+    """
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for entry in MODEL_SOURCES:
+        p = root / entry
+        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
+        for f in files:
+            h.update(f.relative_to(root).as_posix().encode() + b"\0")
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
 # --------------------------------------------------------------------------------------------------------
 # Manifest
 # --------------------------------------------------------------------------------------------------------
@@ -134,6 +157,9 @@ class Manifest:
     updated: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""
+    model_hash: str = ""
+    chunk_vars: list[str] = field(default_factory=list)
+    chunk_sums: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def for_config(cls, cfg: Config) -> Manifest:
@@ -141,7 +167,8 @@ class Manifest:
         now = _now()
         return cls(config_hash=config_hash(cfg), seed=int(sim.seed), draws=int(sim.draws),
                    chunk_draws=int(sim.chunk_draws), n_chunks=len(chunk_bounds(sim.draws, sim.chunk_draws)),
-                   config=config_identity(cfg), created=now, updated=now, run_id=uuid.uuid4().hex)
+                   config=config_identity(cfg), created=now, updated=now, run_id=uuid.uuid4().hex,
+                   model_hash=model_hash())
 
     @property
     def n_done(self) -> int:
@@ -166,6 +193,18 @@ class Manifest:
                 runs.append([i, i + 1])
         self.chunks_done = runs
         self.complete = self.n_done == self.n_chunks
+        self.updated = _now()
+
+    def mark_undone(self, indices: Sequence[int]) -> None:
+        """Forget chunks (they failed their checksum): a resume computes them again."""
+        keep = self.done_set() - set(indices)
+        self.chunks_done = []
+        for i in sorted(keep):
+            self.mark_done(i)
+        if not keep:
+            self.complete = self.n_chunks == 0
+        for i in indices:
+            self.chunk_sums.pop(str(i), None)
         self.updated = _now()
 
 
@@ -218,6 +257,37 @@ def _fsync_files(files: Sequence[Path]) -> None:
         folders.add(f.parent)
     for d in folders:
         _fsync_dir(d)
+
+
+def chunk_checksum(store: Path, index: int, names: Sequence[str]) -> str:
+    """SHA-256 over the files of chunk ``index`` of ``names`` (paths and contents; a variable with no file --
+    an all-fill chunk Zarr did not write -- counts as absent, so deleting a file changes the sum)."""
+    h = hashlib.sha256()
+    for name in sorted(names):
+        files = _chunk_files(store, index, [name])
+        if not files:
+            h.update(f"{name}:absent\0".encode())
+        for f in files:
+            h.update(f.relative_to(store).as_posix().encode() + b"\0")
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def bad_chunks(store: str | os.PathLike[str], manifest: Manifest) -> list[int]:
+    """The done chunks whose files no longer match their checksum in the manifest (missing, changed)."""
+    store = Path(store)
+    if not manifest.chunk_vars:
+        return []
+    return [i for i in sorted(manifest.done_set())
+            if str(i) in manifest.chunk_sums
+            and chunk_checksum(store, i, manifest.chunk_vars) != manifest.chunk_sums[str(i)]]
+
+
+def _describe(manifest: Manifest, chunks: Sequence[int]) -> str:
+    bounds = chunk_bounds(manifest.draws, manifest.chunk_draws)
+    parts = [f"{i} (draws {bounds[i][0]}-{bounds[i][1] - 1})" for i in chunks[:5]]
+    more = f" and {len(chunks) - 5} more" if len(chunks) > 5 else ""
+    return f"chunk{'s' if len(chunks) != 1 else ''} {', '.join(parts)}{more}"
 
 
 def read_manifest(store: str | os.PathLike[str]) -> Manifest | None:
@@ -364,7 +434,11 @@ class ZarrSink:
         chunk = _chunk_dataset(arrays)
         with _quiet_zarr():
             chunk.to_zarr(self.path, region={"draw": slice(start, stop)}, mode="r+")
-        _fsync_files(_chunk_files(self.path, start // c, list(chunk.data_vars)))
+        names = sorted(str(n) for n in chunk.data_vars)
+        _fsync_files(_chunk_files(self.path, start // c, names))
+        if not self.manifest.chunk_vars:
+            self.manifest.chunk_vars = names
+        self.manifest.chunk_sums[str(start // c)] = chunk_checksum(self.path, start // c, names)
         self.manifest.mark_done(start // c)
         write_manifest(self.path, self.manifest)
 
@@ -384,24 +458,35 @@ def _prepare(path: Path, cfg: Config, resume: bool, overwrite: bool) -> tuple[Ma
         return fresh, False
     if not path.is_dir():
         raise StoreError(f"{path} exists and is not a Zarr store (a folder)")
+    if not any(path.iterdir()):  # an empty folder (e.g. made by hand): start the run in it
+        return fresh, False
     old = read_manifest(path)
+    if old is None:
+        raise StoreError(f"{path} is a non-empty folder without a run manifest ({MANIFEST_NAME}): not a leadsim "
+                         "run store; refusing to use it (choose another path)")
     if overwrite:
-        if old is None and any(path.iterdir()):
-            raise StoreError(f"{path} is not a leadsim run store (no {MANIFEST_NAME}); refusing to overwrite it")
         return fresh, False
     if not resume:
-        state = (f"complete, {old.n_chunks} chunks" if old and old.complete else
-                 f"{old.n_done} of {old.n_chunks} chunks done" if old else "not a leadsim run")
+        state = f"complete, {old.n_chunks} chunks" if old.complete else f"{old.n_done} of {old.n_chunks} chunks done"
         raise StoreError(f"{path} already exists ({state}): add --resume to finish it, or --overwrite to start "
                          "again")
-    if old is None:
-        raise StoreError(f"{path} has no run manifest ({MANIFEST_NAME}); it was not written by `leadsim run` "
-                         "and cannot be resumed")
+    if (old.leadsim_version, old.model_hash) != (fresh.leadsim_version, fresh.model_hash):
+        raise ResumeMismatchError([
+            f"cannot resume {path}: it was written by other leadsim code (leadsim {old.leadsim_version}, model "
+            f"source {old.model_hash[:12] or 'not recorded'}) than this one (leadsim {fresh.leadsim_version}, "
+            f"model source {fresh.model_hash[:12]}); a resumed run would mix the two. Use --overwrite to start "
+            "again"])
     if old.config_hash != fresh.config_hash:
         changes = config_changes(old.config, fresh.config) or ["(the config hash differs)"]
         raise ResumeMismatchError([f"cannot resume {path}: the config differs from the store's "
                                    f"({len(changes)} change{'s' if len(changes) != 1 else ''}); use the same "
                                    "config, or --overwrite to start again", *changes])
+    bad = bad_chunks(path, old)
+    if bad:
+        warnings.warn(f"{path}: {_describe(old, bad)} failed the checksum (missing or changed files); "
+                      "computing them again", LeadsimWarning, stacklevel=2)
+        old.mark_undone(bad)
+        write_manifest(path, old)
     return old, True
 
 
@@ -427,6 +512,11 @@ def open_store(path: str | os.PathLike[str], *, allow_incomplete: bool = False, 
     if manifest is not None and not manifest.complete and not allow_incomplete:
         raise StoreError(f"{path} is an incomplete run ({manifest.n_done} of {manifest.n_chunks} chunks written); "
                          f"finish it with `leadsim run CONFIG -o {path} --resume`")
+    if manifest is not None:
+        bad = bad_chunks(path, manifest)
+        if bad:
+            raise StoreError(f"{path} is damaged: {_describe(manifest, bad)} failed the checksum (missing or "
+                             f"changed files); recompute them with `leadsim run CONFIG -o {path} --resume`")
     with _quiet_zarr():
         ds = xr.open_zarr(path)
     if not load:
@@ -464,5 +554,8 @@ def save_zarr(ds: xr.Dataset, path: str | os.PathLike[str], chunk_draws: int | N
         with _quiet_zarr():
             enc.to_zarr(tmp, mode="w-", encoding=_draw_encoding(enc, max(1, chunk)))
         if manifest is not None:
+            names = sorted(str(k) for k, v in enc.data_vars.items() if v.dims and v.dims[0] == "draw")
+            manifest.chunk_vars = names
+            manifest.chunk_sums = {str(i): chunk_checksum(tmp, i, names) for i in range(manifest.n_chunks)}
             write_manifest(tmp, manifest)
     return path
