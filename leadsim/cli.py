@@ -32,6 +32,10 @@ class UsageError(Exception):
     """Bad command-line input: reported on one line, exit code 2."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """An interrupt whose message says what was kept (a Zarr run's finished chunks)."""
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in args.set or []:
@@ -80,6 +84,10 @@ def _money(x: float) -> str:
     return f"{sign}${x / 1e3:,.0f}k"
 
 
+MIN_DRAWS_1IN100 = 100
+"""Fewest draws for which the summary shows 1-in-100 (99% quantile) rows."""
+
+
 def summary_text(ds) -> str:
     """A one-screen text summary of a run: per track, mean and 1-in-100 worst annual and ten-year results.
 
@@ -91,8 +99,11 @@ def summary_text(ds) -> str:
     n = ds.sizes["draw"]
     years = ds["year"].values
     fg = float(ds["financial_guarantee"])
-    rate = tomllib.loads(ds.attrs.get("config_toml", "")).get("policy", {}).get("settlement", {}).get(
-        "discount_rate", 0.0)
+    try:
+        rate = tomllib.loads(ds.attrs.get("config_toml", "")).get("policy", {}).get("settlement", {}).get(
+            "discount_rate", 0.0)
+    except tomllib.TOMLDecodeError:
+        rate = 0.0
     total = "present value" if rate > 0 else "total"
     s = summarize(ds, levels=[0.99]).sel(level=0.99)
     hor = s.sel(period=HORIZON)
@@ -104,6 +115,8 @@ def summary_text(ds) -> str:
         (f"Mean {len(years)}-year {total}", [float(hor["mean"].sel(track=t)) for t in tracks]),
         (f"1-in-100 {len(years)}-year {total}", [-float(hor.VaR.sel(track=t)) for t in tracks]),
     ]
+    if n < MIN_DRAWS_1IN100:  # a 1-in-100 outcome needs at least 100 draws to be estimated at all
+        rows = [r for r in rows if not r[0].startswith("1-in-100")]
     probs = [
         (f"P({len(years)}-year loss)", [float(hor.p_loss.sel(track=t)) for t in tracks]),
         ("P(a year's loss > guarantee)", [float(hor.p_beyond_guarantee.sel(track=t)) for t in tracks]),
@@ -120,6 +133,8 @@ def summary_text(ds) -> str:
     ]
     lines += [f"{label:34}" + "".join(f"{_money(v):>16}" for v in vals) for label, vals in rows]
     lines += [f"{label:34}" + "".join(f"{v:>16.1%}" for v in vals) for label, vals in probs]
+    if n < MIN_DRAWS_1IN100:
+        lines.append(f"(1-in-100 figures need at least {MIN_DRAWS_1IN100} draws; this run has {n:,})")
     return "\n".join(lines)
 
 
@@ -148,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise OSError(f"cannot write {out}: {err.strerror or err}; {_kept(out, zarr_out)}") from None
         except KeyboardInterrupt:
             if zarr_out:
-                print(f"leadsim: {_kept(out, zarr_out)}", file=sys.stderr)
+                raise Interrupted(_kept(out, zarr_out)) from None
             raise
     if zarr_out:
         from leadsim.io.zarrstore import open_store
@@ -249,27 +264,45 @@ def _existing_result(path: str) -> Path:
     return p
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+REQUIRED_VARS = ("net_settlement", "cumulative_settlement", "benchmark", "expenditure", "financial_guarantee")
+
+
+def _open_result(path: Path):
+    """Open a result for report/compare, refusing (one line) anything that is not a complete leadsim result."""
     import leadsim
+    from leadsim.errors import ResultError
+    from leadsim.io.schema import config_of
+
+    ds = leadsim.open(path)
+    try:
+        config_of(ds)
+    except ResultError as err:
+        raise ResultError(f"{path}: {err}") from None
+    missing = [v for v in REQUIRED_VARS if v not in ds.variables]
+    if missing or not {"draw", "year", "track"} <= set(ds.dims):
+        raise ResultError(f"{path}: not a leadsim result (missing {', '.join(missing) or 'dimensions'})")
+    return ds
+
+
+def cmd_report(args: argparse.Namespace) -> int:
     from leadsim.analysis.report import report_html, write_html
 
     src = _existing_result(args.result)
     out = _check_output(src.with_suffix(".html") if args.output is None else args.output, inputs=[src],
                         overwrite=args.overwrite)
-    write_html(report_html(leadsim.open(src), source=src.name), out)
+    write_html(report_html(_open_result(src), source=src.name), out)
     print(f"Wrote {out}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    import leadsim
     from leadsim.analysis.report import compare_html, compare_text, write_html
 
     paths = [_existing_result(r) for r in args.results]
     out = None if args.output is None else _check_output(args.output, inputs=paths, overwrite=args.overwrite)
     runs = {}
     for p in paths:
-        runs[p.stem if p.stem not in runs else str(p)] = leadsim.open(p)
+        runs[p.stem if p.stem not in runs else str(p)] = _open_result(p)
     print(compare_text(runs, p=args.level))
     if out is not None:
         write_html(compare_html(runs, p=args.level), out)
@@ -349,8 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         print(f"leadsim: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("leadsim: interrupted; no partial output was left", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        kept = str(err) if isinstance(err, Interrupted) else "no partial output was left"
+        print(f"leadsim: interrupted; {kept}", file=sys.stderr)
         return 130
 
 

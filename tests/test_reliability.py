@@ -373,7 +373,7 @@ def test_crafted_coordinates_are_escaped_in_report_and_compare(result_nc):
     ds = leadsim.open(result_nc)
     evil = ds.assign_coords(track=['<script>alert(1)</script>', 'x" onmouseover="alert(2)'],
                             year=[f"<img src=x onerror=alert({y})>" for y in ds["year"].values])
-    pages = [report_html(evil, source="<b>src</b>"), compare_html({"a": ds, "<i>b</i>": evil})]
+    pages = [report_html(evil, source="<b>src</b>"), compare_html({"a": evil, "<i>b</i>": evil})]
     for page in pages:
         assert "<script>alert" not in page and "<img src=x" not in page and "<i>b</i>" not in page
         assert 'onmouseover="alert' not in page
@@ -483,3 +483,140 @@ def test_names_with_dollars_are_drawn_literally(result_nc):
     assert "data-figure" in page
     fig = plots.fan_chart(ds)
     assert not any(t.get_parse_math() for t in fig.findobj(Text) if "$" in t.get_text())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 12. compare refuses runs over different horizons
+# ---------------------------------------------------------------------------------------------------------
+def test_compare_refuses_different_horizons(result_nc, tmp_path, capsys):
+    five = tmp_path / "five.nc"
+    assert _run(ROOT / "configs/default.toml", five, "--set=simulation.years=5") == 0
+    capsys.readouterr()
+    assert main(["compare", str(result_nc), str(five), "-o", str(tmp_path / "c.html")]) == 2
+    (err,) = _errors(capsys)
+    assert "cannot compare runs over different horizons" in err and "PY2027-2031 (5 years)" in err
+    assert not (tmp_path / "c.html").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 13. one-line errors instead of tracebacks
+# ---------------------------------------------------------------------------------------------------------
+def test_incomplete_store_and_foreign_files_are_one_line(result_nc, tmp_path, capsys):
+    import xarray as xr
+
+    from tests.helpers import interrupt_after, run_zarr
+
+    part = tmp_path / "part.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        run_zarr(_small(), part, on_chunk=interrupt_after(1))
+    foreign = tmp_path / "foreign.nc"
+    xr.Dataset({"x": ("t", [1.0, 2.0])}).to_netcdf(foreign, engine="h5netcdf")
+    bad_toml = tmp_path / "bad_toml.nc"
+    ds = leadsim.open(result_nc)
+    ds.attrs["config_toml"] = "[aco\nname = 1"
+    leadsim.save(ds, bad_toml)
+    empty_dir = tmp_path / "nothing.zarr"
+    (empty_dir / "sub").mkdir(parents=True)
+    out = tmp_path / "r.html"
+    for src in (part, foreign, bad_toml, empty_dir):
+        assert main(["report", str(src), "-o", str(out)]) == 2
+        assert main(["compare", str(result_nc), str(src)]) == 2
+    err = _errors(capsys)
+    assert len(err) == 8 and all(e.startswith("leadsim: error: ") for e in err), err
+    assert "incomplete run" in err[0] and "not a leadsim result" in err[2] and "not valid TOML" in err[4]
+    assert not out.exists()
+
+
+def test_mistyped_manifest_is_one_line(tmp_path, capsys):
+    import json
+
+    path = tmp_path / "run.zarr"
+    assert _run(ROOT / "configs/default.toml", path) == 0
+    manifest = path / "leadsim_run.json"
+    data = json.loads(manifest.read_text())
+    data["draws"] = "eight"
+    manifest.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(["report", str(path), "-o", str(tmp_path / "r.html")]) == 2
+    assert _run(ROOT / "configs/default.toml", path, "--resume") == 2
+    err = _errors(capsys)
+    assert len(err) == 2 and all("damaged or hand-edited: draws = 'eight' is not an int" in e for e in err), err
+
+
+def test_bad_scheduler_address_is_one_line(capsys):
+    pytest.importorskip("distributed")
+    assert _run(ROOT / "configs/default.toml", "x.nc", "--scheduler", "notaurl") == 2
+    (err,) = _errors(capsys)
+    assert "--scheduler 'notaurl': not a dask scheduler address" in err
+
+
+def test_interrupt_message_does_not_contradict_what_was_kept(tmp_path, monkeypatch, capsys):
+    import leadsim.io.zarrstore as store
+
+    real = store.ZarrSink.save_chunk
+
+    def stop_after_first(self, lo, hi, res):
+        if lo > 0:
+            raise KeyboardInterrupt
+        real(self, lo, hi, res)
+
+    monkeypatch.setattr(store.ZarrSink, "save_chunk", stop_after_first)
+    out = tmp_path / "run.zarr"
+    assert _run(ROOT / "configs/default.toml", out) == 130
+    err = _errors(capsys)
+    assert err == [f"leadsim: interrupted; {out} keeps 1 of 2 chunks; rerun with --resume to finish"]
+
+
+def test_empty_folder_is_used_not_told_to_resume(tmp_path, capsys):
+    out = tmp_path / "x.zarr"
+    out.mkdir()
+    assert _run(ROOT / "configs/default.toml", out) == 0
+    assert "resume" not in capsys.readouterr().err
+    assert leadsim.open(out).sizes["draw"] == 8
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 14. stale temporaries cleaned, --draws 1 output, dask dashboard off, no traceback after --workers 2
+# ---------------------------------------------------------------------------------------------------------
+def test_stale_temporary_of_a_killed_save_is_cleaned(tmp_path):
+    stale = tmp_path / ".x.nc.k3j2l1.999999999-abcdef.tmp"  # mkstemp name of a save whose process is gone
+    stale.write_bytes(b"\x89HDF partial")
+    live = tmp_path / f".x.nc.zz9.{os.getpid()}-abcdef.tmp"  # a save in progress (this process): kept
+    live.write_bytes(b"")
+    assert _run(ROOT / "configs/default.toml", tmp_path / "x.nc") == 0
+    assert not stale.exists() and live.exists()
+
+
+def test_one_draw_prints_no_1_in_100_rows_or_nan(tmp_path, capsys):
+    one = tmp_path / "one.nc"
+    assert main(["run", str(ROOT / "configs/default.toml"), "-o", str(one), "--draws", "1",
+                 "--set=aco.beneficiaries=300"]) == 0
+    import re
+
+    nan = re.compile(r"\bnan\b", re.IGNORECASE)
+    out = capsys.readouterr().out
+    assert "1-in-100 " not in out.replace("(1-in-100 figures need", "") and not nan.search(out)
+    assert main(["compare", str(one), str(one), "-o", str(tmp_path / "c.html")]) == 0
+    out = capsys.readouterr().out
+    assert not nan.search(out)
+    assert not nan.search((tmp_path / "c.html").read_text())
+    assert main(["report", str(one), "-o", str(tmp_path / "r.html")]) == 0
+    assert not nan.search((tmp_path / "r.html").read_text())
+
+
+def test_dask_dashboard_is_off_and_no_traceback_after_workers(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    import urllib.error
+    import urllib.request
+
+    from leadsim.distributed import cluster
+
+    with cluster(workers=1) as client:
+        link = client.dashboard_link
+        assert "127.0.0.1" in link
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(link, timeout=10)
+        assert info.value.code == 404
+    assert _run(ROOT / "configs/default.toml", tmp_path / "w.nc", "--workers", "2") == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "Error" not in captured.err

@@ -74,12 +74,27 @@ def _m(x: float, digits: int = 2) -> str:
 
 
 def _mse(x: float, se: float) -> str:
+    """Money with its standard error; no ``±`` part when the error is unknown (e.g. a single draw)."""
+    if not np.isfinite(se) or not np.isfinite(x):
+        return _m(x)
     return f"{_m(x)} <span class='se'>± {abs(se) / 1e6:,.2f}</span>"
 
 
 def _p(x: float, se: float | None = None) -> str:
+    if not np.isfinite(x):
+        return "n/a"
     out = f"{x:.1%}"
-    return out if se is None else f"{out} <span class='se'>± {se:.1%}</span>"
+    return out if se is None or not np.isfinite(se) else f"{out} <span class='se'>± {se:.1%}</span>"
+
+
+def _col(v: float, width: int, scale: float = 1e6) -> str:
+    """A right-aligned number of a text table in units of ``scale``; ``n/a`` when not finite."""
+    return f"{v / scale:>{width},.2f}" if np.isfinite(v) else f"{'n/a':>{width}}"
+
+
+def _pm(se: float) -> str:
+    """`` ± <se in $M>`` for text output, or '' when the standard error is unknown (a single draw)."""
+    return f" ± {se / 1e6:,.2f}" if np.isfinite(se) else " (no s.e.: one draw)"
 
 
 def _table(name: str, header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1, cls: str = "") -> str:
@@ -234,17 +249,38 @@ def _compare_summaries(runs: Mapping[str, xr.Dataset], p: float) -> list[tuple[s
     return out
 
 
+def check_same_horizon(runs: Mapping[str, xr.Dataset]) -> None:
+    """Refuse to compare runs over different performance years (their horizon metrics are not comparable).
+
+    Raises
+    ------
+    ResultError
+        Two runs have different ``year`` coordinates, naming each run's years.
+    """
+    from leadsim.errors import ResultError
+
+    spans = {name: [str(y) for y in ds["year"].values] for name, ds in runs.items()}
+    if len({tuple(v) for v in spans.values()}) > 1:
+        def span(v: list[str]) -> str:
+            return f"PY{v[0]}-{v[-1]} ({len(v)} years)" if v else "no years"
+
+        listed = "; ".join(f"{name}: {span(v)}" for name, v in spans.items())
+        raise ResultError(f"cannot compare runs over different horizons ({listed}); run them with the same "
+                          "simulation.start_year and simulation.years")
+
+
 def compare_text(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
     """A plain-text side-by-side table of the ten-year metrics of several runs (one row per run and track)."""
+    check_same_horizon(runs)
     rows = _compare_summaries(runs, p)
     width = max(24, *(len(r[0]) + 2 for r in rows))
     head = (f"{'run: track':{width}}{'mean':>14}{'± se':>10}{'VaR ' + _level_name(p):>14}{'± se':>10}"
             f"{'TVaR ' + _level_name(p):>14}{'± se':>10}{'P(loss)':>9}{'P(>FG)':>9}")
     lines = ["Ten-year cumulative settlement (positive = paid to the ACO; VaR/TVaR = loss, $M)", head]
     for label, x, _ in rows:
-        lines.append(f"{label:{width}}{float(x['mean']) / 1e6:>14,.2f}{float(x.mean_se) / 1e6:>10,.2f}"
-                     f"{float(x.VaR.sel(level=p)) / 1e6:>14,.2f}{float(x.VaR_se.sel(level=p)) / 1e6:>10,.2f}"
-                     f"{float(x.TVaR.sel(level=p)) / 1e6:>14,.2f}{float(x.TVaR_se.sel(level=p)) / 1e6:>10,.2f}"
+        lines.append(f"{label:{width}}{_col(float(x['mean']), 14)}{_col(float(x.mean_se), 10)}"
+                     f"{_col(float(x.VaR.sel(level=p)), 14)}{_col(float(x.VaR_se.sel(level=p)), 10)}"
+                     f"{_col(float(x.TVaR.sel(level=p)), 14)}{_col(float(x.TVaR_se.sel(level=p)), 10)}"
                      f"{float(x.p_loss):>9.1%}{float(x.p_beyond_guarantee):>9.1%}")
     diffs = _paired_rows(runs, p)
     if diffs:
@@ -252,8 +288,8 @@ def compare_text(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
         lines.append(f"Paired differences vs {diffs[0][0]} (same draws; $M, ± se)")
         for ref, label, dmean, dmean_se, dtv, dtv_se, crn in diffs:
             del ref
-            lines.append(f"{label:{width}}mean {dmean / 1e6:+,.2f} ± {dmean_se / 1e6:,.2f}   "
-                         f"TVaR {_level_name(p)} {dtv / 1e6:+,.2f} ± {dtv_se / 1e6:,.2f}"
+            lines.append(f"{label:{width}}mean {dmean / 1e6:+,.2f}{_pm(dmean_se)}   "
+                         f"TVaR {_level_name(p)} {dtv / 1e6:+,.2f}{_pm(dtv_se)}"
                          f"{'' if crn else '   (different seeds: independent draws)'}")
     return "\n".join(lines)
 
@@ -290,6 +326,7 @@ def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
     str
         A complete, self-contained HTML document.
     """
+    check_same_horizon(runs)
     parts = ["<h1>leadsim comparison</h1>",
              f"<p class='sub'>{len(runs)} runs · leadsim {__version__}</p>",
              "<p class='note'>Ten-year cumulative settlement, positive = paid to the ACO; VaR/TVaR are loss "

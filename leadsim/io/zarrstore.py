@@ -15,9 +15,14 @@ Life of a run (:class:`ZarrSink`, driven by :func:`leadsim.run`):
 3. Only after a chunk's data is written is it added to the manifest, which is replaced atomically (temporary
    file, fsync, rename). A crash at any point therefore leaves a manifest that lists only fully written
    chunks; a chunk being written when the process died is simply computed and written again on resume.
-4. ``resume=True`` reopens the store, refuses if the config changed (naming each changed key), and computes
-   only the chunks not in the manifest. The finished store equals an uninterrupted run, because every draw's
-   numbers are keyed by its index.
+4. ``resume=True`` reopens the store, refuses if the config changed (naming each changed key) or the store was
+   written by other code (``leadsim_version``, ``model_hash``), and computes only the chunks not in the
+   manifest. The finished store equals an uninterrupted run, because every draw's numbers are keyed by its index.
+
+Integrity: a run holds an exclusive lock (:mod:`leadsim.io.lock`) from :meth:`ZarrSink.open` to the end, and
+re-reads the manifest's ``run_id`` before each region write, so two writers never mix in one store. Each chunk's
+files are fsynced and their SHA-256 (``chunk_sums``) recorded before the manifest lists the chunk;
+:func:`open_store` refuses a store whose chunk files no longer match, and a resume recomputes those chunks.
 
 :func:`open_store` refuses an incomplete store unless asked; :func:`leadsim.open` reads Zarr and netCDF
 alike, and ``leadsim.save(leadsim.open("run.zarr"), "run.nc")`` (or ``leadsim export run.zarr run.nc``)
@@ -302,7 +307,39 @@ def read_manifest(store: str | os.PathLike[str]) -> Manifest | None:
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         raise StoreError(f"{store}: {MANIFEST_NAME} is not a {MANIFEST_FORMAT} manifest")
     known = set(Manifest.__dataclass_fields__)
-    return Manifest(**{k: v for k, v in data.items() if k in known})
+    fields = {k: v for k, v in data.items() if k in known}
+    problem = _manifest_problem(fields)
+    if problem:
+        raise StoreError(f"{store}: {MANIFEST_NAME} is damaged or hand-edited: {problem}")
+    return Manifest(**fields)
+
+
+_MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {
+    "config_hash": str, "seed": int, "draws": int, "chunk_draws": int, "n_chunks": int, "chunks_done": list,
+    "complete": bool, "format": str, "leadsim_version": str, "created": str, "updated": str, "config": dict,
+    "run_id": str, "model_hash": str, "chunk_vars": list, "chunk_sums": dict,
+}
+
+
+def _manifest_problem(fields: Mapping[str, Any]) -> str:
+    """What is wrong with a manifest's fields (wrong type, missing, inconsistent), or ''."""
+    for name in ("config_hash", "seed", "draws", "chunk_draws", "n_chunks"):
+        if name not in fields:
+            return f"it has no {name!r}"
+    for name, value in fields.items():
+        want = _MANIFEST_TYPES[name]
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            expected = want.__name__ if isinstance(want, type) else "/".join(t.__name__ for t in want)
+            return f"{name} = {_short(value)} is not a{'n' if expected[0] in 'aeiou' else ''} {expected}"
+    if fields["draws"] < 1 or fields["chunk_draws"] < 1 or fields["n_chunks"] != len(
+            chunk_bounds(fields["draws"], fields["chunk_draws"])):
+        return "draws, chunk_draws and n_chunks do not agree"
+    for pair in fields.get("chunks_done", []):
+        if (not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                                     for i in pair)
+                or not 0 <= pair[0] < pair[1] <= fields["n_chunks"]):
+            return f"chunks_done entry {_short(pair)} is not a [first, end) pair of chunk indices"
+    return ""
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -517,8 +554,11 @@ def open_store(path: str | os.PathLike[str], *, allow_incomplete: bool = False, 
         if bad:
             raise StoreError(f"{path} is damaged: {_describe(manifest, bad)} failed the checksum (missing or "
                              f"changed files); recompute them with `leadsim run CONFIG -o {path} --resume`")
-    with _quiet_zarr():
-        ds = xr.open_zarr(path)
+    try:
+        with _quiet_zarr():
+            ds = xr.open_zarr(path)
+    except Exception as err:  # zarr raises several types for a folder that is not a store
+        raise ResultError(f"{path}: not a readable Zarr result ({type(err).__name__}: {err})") from None
     if not load:
         return ds
     with ds:
