@@ -307,3 +307,22 @@ def _apply(overrides: dict[str, Any]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[last] = value
     return data
+
+
+# --------------------------------------------------------------------------------------------------------
+# Hostile config files (issue 14): any bytes give a one-line error or a valid config, never a traceback or a hang
+# --------------------------------------------------------------------------------------------------------
+_hostile_prefix = st.sampled_from([b"", b"\xef\xbb\xbf", b"\0", b"x = " + b"[" * 5000, b"[aco]\nname = \"a\0b\"\n",
+                                   b"[aco]\nname = 2027\n", b"\xff\xfe", b"a.b.c.d.e.f = 1\n" * 50])
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(prefix=_hostile_prefix, body=st.binary(max_size=200))
+def test_hostile_config_bytes_fail_in_one_line(tmp_path, capsys, prefix, body):
+    cfg = tmp_path / "hostile.toml"
+    cfg.write_bytes(prefix + body)
+    rc = main(["validate", str(cfg)])
+    err = [x for x in capsys.readouterr().err.splitlines() if not x.startswith("leadsim: warning:")]
+    assert rc in (0, 2)
+    assert all(line.startswith("leadsim: error: ") for line in err), err
+    assert not any(word in line for line in err for word in LEAKS), err
