@@ -152,7 +152,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--resume applies to a Zarr run store: use -o RUN.zarr")
     _check_output(out, inputs=[args.config], overwrite=args.overwrite or args.resume, folder=zarr_out)
     if args.report is not None:
-        _check_output(args.report, inputs=[args.config, out], overwrite=args.overwrite, flag="--report")
+        # a resume reruns the same command: it may replace its own report
+        _check_output(args.report, inputs=[args.config, out], overwrite=args.overwrite or args.resume,
+                      flag="--report")
     t0 = time.perf_counter()
     progress = False if args.quiet else None
     with _sigterm_interrupts(), _scaled_errors(), _dask_client(args, cfg) as client:

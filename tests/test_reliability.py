@@ -112,6 +112,13 @@ def test_special_files_are_never_replaced(result_nc, tmp_path, capsys, maker):
     assert not node.is_file()
 
 
+def test_resume_may_replace_its_own_report(tmp_path):
+    out, page = tmp_path / "run.zarr", tmp_path / "run.html"
+    assert _run(ROOT / "configs/default.toml", out, "--report", str(page)) == 0
+    assert _run(ROOT / "configs/default.toml", out, "--report", str(page)) == 2  # neither flag: refused
+    assert _run(ROOT / "configs/default.toml", out, "--report", str(page), "--resume") == 0
+
+
 def test_empty_output_path_is_an_error(capsys):
     assert _run(ROOT / "configs/default.toml", "") == 2
     assert _errors(capsys) == ["leadsim: error: -o '': the output path is empty"]
@@ -201,7 +208,7 @@ def test_concurrent_writers_never_mix_two_runs(tmp_path):
 # ---------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("key, value, allowed", [
     ("trend.national_sd", 0.3, "0 <= trend.national_sd <= 0.14"),
-    ("trend.aco_sd", 0.5, "0 <= trend.aco_sd <= 0.14"),
+    ("trend.regional_sd", 0.5, "0 <= trend.regional_sd <= 0.14"),
 ])
 def test_trend_sd_that_breaks_the_growth_law_is_refused(key, value, allowed):
     from leadsim.errors import ConfigError

@@ -269,8 +269,9 @@ def _check_trend(cfg: Config) -> None:
     must stay above -100%.
     """
     tr, years = cfg.trend, cfg.simulation.years
-    terms = {"national": (tr.national_sd, tr.national_ar), "regional": (tr.regional_sd, tr.regional_ar),
-             "aco": (tr.aco_sd, tr.aco_ar)}
+    terms = {"national": (tr.national_sd, tr.national_ar), "regional": (tr.regional_sd, tr.regional_ar)}
+    if hasattr(tr, "aco_sd"):  # an additive AR(1) on the ACO's growth (a log-level ACO term cannot go below -100%)
+        terms["aco"] = (tr.aco_sd, tr.aco_ar)
     gain = {k: float(sum(phi ** (2 * t) for t in range(years))) for k, (_, phi) in terms.items()}
     var = {k: sd**2 * gain[k] for k, (sd, _) in terms.items()}
     mu = min(tr.national_mean.ordered())
