@@ -130,7 +130,7 @@ def model_hash() -> str:
     h = hashlib.sha256()
     for entry in MODEL_SOURCES:
         p = root / entry
-        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
+        files = sorted(p.rglob("*.py")) if p.is_dir() else [p] if p.is_file() else []
         for f in files:
             h.update(f.relative_to(root).as_posix().encode() + b"\0")
             h.update(hashlib.sha256(f.read_bytes()).digest())
