@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "clean_stale_temporaries", "tmp_prefix"]
+from leadsim.errors import OutputError
+
+__all__ = ["atomic_path", "check_target", "clean_stale_temporaries", "same_path", "tmp_prefix"]
 
 
 def tmp_prefix(path: Path) -> str:
@@ -38,6 +41,81 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _kind(mode: int) -> str:
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _refuse_special(path: Path) -> None:
+    """Raise :class:`OutputError` if ``path`` exists and is neither a regular file nor a folder."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise OutputError(f"{path} is {_kind(mode)}, not a regular file; refusing to replace it")
+
+
+def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name the same file or folder (hard links and symlinks included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_target(path: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLike[str]] = (),
+                 overwrite: bool = False, folder: bool = False, flag: str = "-o") -> Path:
+    """Check an output path before any work: refuse anything leadsim must not replace.
+
+    Parameters
+    ----------
+    path : path
+        The output file (or folder, with ``folder=True``).
+    inputs : paths
+        The files the command reads; the output may be none of them.
+    overwrite : bool
+        Allow replacing an existing result (a regular file, or a folder when ``folder``).
+    folder : bool
+        The output is a folder (a Zarr store).
+    flag : str
+        How the output was given on the command line, for the message.
+
+    Returns
+    -------
+    Path
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises
+    ------
+    OutputError
+        The path is empty, one of the inputs, a device/FIFO/socket, a folder where a file is expected, or an
+        existing result without ``overwrite``.
+    """
+    if not os.fspath(path):
+        raise OutputError(f"{flag} '': the output path is empty")
+    p = Path(path)
+    for src in inputs:
+        if same_path(p, src):
+            raise OutputError(f"{flag} {p}: is also an input ({src}); refusing to overwrite it, choose another path")
+    _refuse_special(p)
+    if folder and p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
+        return p  # an empty folder: nothing to replace
+    if p.exists() or p.is_symlink():
+        if p.is_dir() and not folder:
+            raise OutputError(f"{flag} {p}: is a directory")
+        if not p.is_dir() and folder:
+            raise OutputError(f"{flag} {p}: exists and is not a folder (a Zarr store)")
+        if not overwrite:
+            raise OutputError(f"{flag} {p}: already exists; add --overwrite to replace it")
+    return p
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, folder: bool = False, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success move it into place, on any error remove it.
@@ -55,8 +133,11 @@ def atomic_path(path: str | os.PathLike[str], *, folder: bool = False, replace: 
     ------
     FileNotFoundError
         The parent folder does not exist.
+    OutputError
+        ``path`` is a device, FIFO or socket (only regular files and folders are ever replaced).
     """
     path = Path(path)
+    _refuse_special(path)
     parent = path.resolve().parent
     if not parent.is_dir():
         raise FileNotFoundError(f"output folder does not exist: {parent}")
@@ -86,6 +167,7 @@ def _install(tmp: Path, path: Path, replace: bool) -> None:
     """Move ``tmp`` to ``path``; an existing folder is moved aside first and removed only at the end."""
     if not replace and (path.exists() or path.is_symlink()):
         raise FileExistsError(f"{path} exists")
+    _refuse_special(path)
     if tmp.is_dir() and path.is_dir():
         old = path.parent / f"{tmp_prefix(path)}old-{os.getpid()}-{os.urandom(3).hex()}"
         os.rename(path, old)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from leadsim._version import __version__
 from leadsim.analysis.formatting import money
 from leadsim.config import Config, load_config
-from leadsim.errors import ConfigError, DaskUnavailableError, LeadsimWarning, StoreError
+from leadsim.errors import ConfigError, DaskUnavailableError, LeadsimError, LeadsimWarning, StoreError
 from leadsim.io.sink import is_zarr_path
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,6 +30,10 @@ __all__ = ["main"]
 
 class UsageError(Exception):
     """Bad command-line input: reported on one line, exit code 2."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """An interrupt whose message says what was kept (a Zarr run's finished chunks)."""
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
@@ -56,18 +60,26 @@ def _load(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def _check_output(path: Path) -> None:
-    parent = path.resolve().parent
+def _check_output(path: Path | str, *, inputs: Sequence[Path | str] = (), overwrite: bool = False,
+                  folder: bool = False, flag: str = "-o") -> Path:
+    """Refuse, before any work, an output that is an input, a device, or an existing result without --overwrite."""
+    from leadsim.atomic import check_target
+
+    out = check_target(path, inputs=inputs, overwrite=overwrite, folder=folder, flag=flag)
+    parent = out.resolve().parent
     if not parent.is_dir():
-        raise UsageError(f"-o {path}: folder {parent} does not exist")
+        raise UsageError(f"{flag} {out}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
-        raise UsageError(f"-o {path}: folder {parent} is not writable")
-    if path.exists() and path.is_dir() and path.suffix != ".zarr":
-        raise UsageError(f"-o {path}: is a directory")
+        raise UsageError(f"{flag} {out}: folder {parent} is not writable")
+    return out
 
 
 def _money(x: float) -> str:
     return money(x, scale=None, minus="-", plus=" ")
+
+
+MIN_DRAWS_1IN100 = 100
+"""Fewest draws for which the summary shows 1-in-100 (99% quantile) rows."""
 
 
 def summary_text(ds) -> str:
@@ -94,6 +106,8 @@ def summary_text(ds) -> str:
         (f"Mean {len(years)}-year {total}", [float(hor["mean"].sel(track=t)) for t in tracks]),
         (f"1-in-100 {len(years)}-year {total}", [-float(hor.VaR.sel(track=t)) for t in tracks]),
     ]
+    if n < MIN_DRAWS_1IN100:  # a 1-in-100 outcome needs at least 100 draws to be estimated at all
+        rows = [r for r in rows if not r[0].startswith("1-in-100")]
     probs = [
         (f"P({len(years)}-year loss)", [float(hor.p_loss.sel(track=t)) for t in tracks]),
         ("P(a year's loss > guarantee)", [float(hor.p_beyond_guarantee.sel(track=t)) for t in tracks]),
@@ -110,6 +124,8 @@ def summary_text(ds) -> str:
     ]
     lines += [f"{label:34}" + "".join(f"{_money(v):>16}" for v in vals) for label, vals in rows]
     lines += [f"{label:34}" + "".join(f"{v:>16.1%}" for v in vals) for label, vals in probs]
+    if n < MIN_DRAWS_1IN100:
+        lines.append(f"(1-in-100 figures need at least {MIN_DRAWS_1IN100} draws; this run has {n:,})")
     return "\n".join(lines)
 
 
@@ -117,15 +133,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     import leadsim
 
     cfg = _load(args)
+    if args.output == "":
+        raise UsageError("-o '': the output path is empty")
     out = Path(args.output) if args.output else Path("results") / f"{Path(args.config).stem}.nc"
     if not args.output:
         out.parent.mkdir(parents=True, exist_ok=True)
-    _check_output(out)
-    if args.report:
-        _check_output(Path(args.report))
     zarr_out = is_zarr_path(out)
-    if (args.resume or args.overwrite) and not zarr_out:
-        raise UsageError("--resume and --overwrite apply to a Zarr run store: use -o RUN.zarr")
+    if args.resume and not zarr_out:
+        raise UsageError("--resume applies to a Zarr run store: use -o RUN.zarr")
+    _check_output(out, inputs=[args.config], overwrite=args.overwrite or args.resume, folder=zarr_out)
+    if args.report is not None:
+        # a resume reruns the same command: it may replace its own report
+        _check_output(args.report, inputs=[args.config, out], overwrite=args.overwrite or args.resume,
+                      flag="--report")
     t0 = time.perf_counter()
     progress = False if args.quiet else None
     with _sigterm_interrupts(), _scaled_errors(), _dask_client(args, cfg) as client:
@@ -136,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise OSError(f"cannot write {out}: {err.strerror or err}; {_kept(out, zarr_out)}") from None
         except KeyboardInterrupt:
             if zarr_out:
-                print(f"leadsim: {_kept(out, zarr_out)}", file=sys.stderr)
+                raise Interrupted(_kept(out, zarr_out)) from None
             raise
     if zarr_out:
         from leadsim.io.zarrstore import open_store
@@ -209,10 +229,10 @@ def _kept(out: Path, zarr_out: bool) -> str:
 def cmd_export(args: argparse.Namespace) -> int:
     import leadsim
 
-    dst = Path(args.output)
-    _check_output(dst)
+    src = _existing_result(args.result)
+    dst = _check_output(args.output, inputs=[src], overwrite=args.overwrite, folder=is_zarr_path(args.output))
     with _sigterm_interrupts(), _scaled_errors():
-        ds = leadsim.open(args.result)
+        ds = leadsim.open(src)
         try:
             leadsim.save(ds, dst)
         except OSError as err:
@@ -237,29 +257,45 @@ def _existing_result(path: str) -> Path:
     return p
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+REQUIRED_VARS = ("net_settlement", "cumulative_settlement", "benchmark", "expenditure", "financial_guarantee")
+
+
+def _open_result(path: Path):
+    """Open a result for report/compare, refusing (one line) anything that is not a complete leadsim result."""
     import leadsim
+    from leadsim.errors import ResultError
+    from leadsim.io.schema import config_of
+
+    ds = leadsim.open(path)
+    try:
+        config_of(ds)
+    except ResultError as err:
+        raise ResultError(f"{path}: {err}") from None
+    missing = [v for v in REQUIRED_VARS if v not in ds.variables]
+    if missing or not {"draw", "year", "track"} <= set(ds.dims):
+        raise ResultError(f"{path}: not a leadsim result (missing {', '.join(missing) or 'dimensions'})")
+    return ds
+
+
+def cmd_report(args: argparse.Namespace) -> int:
     from leadsim.analysis.report import report_html, write_html
 
     src = _existing_result(args.result)
-    out = Path(args.output) if args.output else src.with_suffix(".html")
-    _check_output(out)
-    write_html(report_html(leadsim.open(src), source=src.name), out)
+    out = _check_output(src.with_suffix(".html") if args.output is None else args.output, inputs=[src],
+                        overwrite=args.overwrite)
+    write_html(report_html(_open_result(src), source=src.name), out)
     print(f"Wrote {out}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    import leadsim
     from leadsim.analysis.report import compare_html, compare_text, write_html
 
     paths = [_existing_result(r) for r in args.results]
-    out = Path(args.output) if args.output else None
-    if out is not None:
-        _check_output(out)
+    out = None if args.output is None else _check_output(args.output, inputs=paths, overwrite=args.overwrite)
     runs = {}
     for p in paths:
-        runs[p.stem if p.stem not in runs else str(p)] = leadsim.open(p)
+        runs[p.stem if p.stem not in runs else str(p)] = _open_result(p)
     print(compare_text(runs, p=args.level))
     if out is not None:
         write_html(compare_html(runs, p=args.level), out)
@@ -294,12 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
     again = run.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
                        help="finish an interrupted Zarr run (-o RUN.zarr); only missing chunks are computed")
-    again.add_argument("--overwrite", action="store_true", help="replace an existing Zarr run store")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace an existing result (-o and --report); never one of the inputs")
     run.set_defaults(func=cmd_run)
 
     exp = sub.add_parser("export", help="copy a result to another format (e.g. run.zarr -> run.nc)")
     exp.add_argument("result", help="a finished result: .zarr store or .nc file")
     exp.add_argument("output", help="destination (.nc for netCDF, .zarr for Zarr)")
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing destination")
     exp.set_defaults(func=cmd_export)
 
     val = sub.add_parser("validate", help="check a config and report problems by dotted key")
@@ -310,12 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write a self-contained HTML report of a result (figures, tables)")
     rep.add_argument("result", help="a result written by `leadsim run` (.nc or .zarr)")
     rep.add_argument("-o", "--output", help="HTML file (default: RESULT with .html)")
+    rep.add_argument("--overwrite", action="store_true", help="replace an existing HTML file")
     rep.set_defaults(func=cmd_report)
 
     cmp_ = sub.add_parser("compare", help="compare results side by side (profiles or policies, same draws)")
     cmp_.add_argument("results", nargs="+", help="results written by `leadsim run`; the first is the reference")
     cmp_.add_argument("-o", "--output", help="also write an HTML comparison (table and figures)")
     cmp_.add_argument("--level", type=float, default=0.99, help="VaR/TVaR confidence level (default 0.99)")
+    cmp_.add_argument("--overwrite", action="store_true", help="replace an existing HTML file")
     cmp_.set_defaults(func=cmd_compare)
     return parser
 
@@ -329,14 +369,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in err.problems:
             print(f"leadsim: error: {line}", file=sys.stderr)
         return 2
-    except UsageError as err:
+    except (UsageError, LeadsimError) as err:
         print(f"leadsim: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
         print(f"leadsim: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("leadsim: interrupted; no partial output was left", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        kept = str(err) if isinstance(err, Interrupted) else "no partial output was left"
+        print(f"leadsim: interrupted; {kept}", file=sys.stderr)
         return 130
 
 

@@ -36,7 +36,7 @@ import numpy as np
 from leadsim.config import Config
 from leadsim.engine import ChunkResult, RunInputs, drive, prepare, run_chunk
 from leadsim.engine import threads as numba_threads
-from leadsim.errors import DaskUnavailableError
+from leadsim.errors import DaskUnavailableError, LeadsimError
 from leadsim.io.sink import MemorySink, Sink
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,6 +88,9 @@ def cluster(workers: int | None = None, scheduler: str | None = None, *, threads
             client = distributed.Client(scheduler)  # timeout: dask config distributed.comm.timeouts.connect
         except OSError as err:
             raise OSError(f"cannot connect to the dask scheduler at {scheduler}: {err}") from None
+        except (ValueError, TypeError) as err:
+            raise LeadsimError(f"--scheduler {scheduler!r}: not a dask scheduler address ({err}); expected e.g. "
+                               "tcp://10.0.0.5:8786") from None
         try:
             yield client
         finally:
@@ -97,10 +100,40 @@ def cluster(workers: int | None = None, scheduler: str | None = None, *, threads
         raise ValueError(f"workers must be >= 1 (got {workers})")
     env = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "OPENBLAS_NUM_THREADS": "1"}
-    with distributed.LocalCluster(n_workers=workers, threads_per_worker=worker_threads, processes=True,
-                                  dashboard_address=None, env=env, memory_limit=memory_limit,
-                                  silence_logs=40) as lc, distributed.Client(lc) as client:
+    import dask
+
+    # no dashboard: LocalCluster(dashboard_address=None) still serves HTTP routes on port 8787, so the scheduler
+    # gets dashboard=False, no HTTP routes, and a random port on the loopback interface only
+    no_http = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
+    stack = contextlib.ExitStack()
+    with dask.config.set({"distributed.scheduler.http.routes": []}):
+        lc = stack.enter_context(distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=worker_threads, processes=True, host="127.0.0.1",
+            dashboard_address=None, scheduler_kwargs=no_http, env=env, memory_limit=memory_limit,
+            silence_logs=40))
+        client = stack.enter_context(distributed.Client(lc))
+    try:
         yield client
+    except BaseException:
+        _quiet_close(stack)
+        raise
+    _quiet_close(stack)
+
+
+def _quiet_close(stack: contextlib.ExitStack) -> None:
+    """Shut a local cluster down without log tracebacks (workers racing the scheduler's exit are harmless)."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("distributed", "tornado", "asyncio")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.suppress(Exception):
+            stack.close()
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def _chunk_task(cfg: Config, inputs: RunInputs, lo: int, hi: int, nthreads: int) -> ChunkResult:

@@ -12,9 +12,11 @@ __all__ = [
     "DaskUnavailableError",
     "LeadsimError",
     "LeadsimWarning",
+    "OutputError",
     "ResultError",
     "ResumeMismatchError",
     "StoreError",
+    "StoreLockedError",
 ]
 
 
@@ -32,6 +34,15 @@ class ConfigError(LeadsimError, ValueError):
 
 class StoreError(LeadsimError, ValueError):
     """A Zarr store that cannot be used as asked (exists without --resume, incomplete, not a leadsim run)."""
+
+
+class OutputError(LeadsimError, ValueError):
+    """An output path leadsim refuses to write: one of the run's inputs, a device or FIFO, an existing result
+    without ``--overwrite``, or an empty path."""
+
+
+class StoreLockedError(StoreError):
+    """A Zarr run store is being written by another live process (its lock file names the pid)."""
 
 
 class ResumeMismatchError(ConfigError):

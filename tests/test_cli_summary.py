@@ -151,8 +151,8 @@ WARNING_CASES = {
     "small High Needs ACO": ({"aco.beneficiaries": 799,
                               "aco.mix": {"aged_disabled": 0.5, "esrd": 0.0, "high_needs": 0.5}},
                              r"aco\.beneficiaries = 799 is below LEAD's minimum of 800 for a High Needs ACO"),
-    "infinite variance": ({"population.esrd.tail_alpha": 2.0},
-                          r"population\.esrd\.tail_alpha = 2\.0: a Pareto tail with alpha <= 2 has infinite"),
+    "infinite skewness": ({"population.esrd.tail_alpha": 2.5},
+                          r"population\.esrd\.tail_alpha = 2\.5: a Pareto tail with alpha < 3 has infinite skewness"),
     "past PY2036": ({"simulation.start_year": 2028}, r"runs past PY2036"),
 }
 
@@ -169,8 +169,8 @@ def test_config_warnings(case):
 @pytest.mark.parametrize("overrides", [{"aco.beneficiaries": 5000},
                                        {"aco.beneficiaries": 800,
                                         "aco.mix": {"aged_disabled": 0.5, "esrd": 0.0, "high_needs": 0.5}},
-                                       {"population.esrd.tail_alpha": 2.01},
-                                       {"population.esrd.tail_alpha": 1.5, "population.esrd.tail_start": 1.0},
+                                       {"population.esrd.tail_alpha": 3.0},
+                                       {"population.esrd.tail_alpha": 2.5, "population.esrd.tail_start": 1.0},
                                        {"simulation.start_year": 2027, "simulation.years": 10}])
 def test_no_warning_at_the_boundaries(overrides):
     with warnings.catch_warnings():

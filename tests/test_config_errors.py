@@ -25,7 +25,9 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "negative_beneficiaries": ("[aco]\nbeneficiaries = -5\n", ("aco.beneficiaries", "-5", "1 <= value")),
     "mix_not_summing_to_one": ("[aco]\nmix = { aged_disabled = 0.9, esrd = 0.05, high_needs = 0.2 }\n",
                                ("aco.mix", "sum to 1")),
-    "tail_alpha_le_1": ("[population.esrd]\ntail_alpha = 1.0\n", ("population.esrd.tail_alpha", "1.0 < value")),
+    "tail_alpha_le_1": ("[population.esrd]\ntail_alpha = 1.0\n", ("population.esrd.tail_alpha", "2.0 < value")),
+    "tail_alpha_infinite_variance": ("[population.esrd]\ntail_alpha = 1.1\n",
+                                     ("population.esrd.tail_alpha = 1.1", "2.0 < value")),
     "share_above_1": ("[population.aged_disabled]\nzero_share = 1.5\n",
                       ("population.aged_disabled.zero_share", "1.5", "value < 1.0")),
     "savings_shares_above_1": (f"[policy]\n{LEAD}[policy.global]\nsavings_breakpoints = [0.0, 0.05]\n"

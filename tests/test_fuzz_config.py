@@ -215,7 +215,7 @@ EXTREMES: dict[str, list[dict[str, Any]]] = {
     "one draw": [{"simulation.draws": 1, "simulation.chunk_draws": 1}],
     "one year": [{"simulation.years": 1}],
     "thirty years": [{"simulation.years": 30, "simulation.start_year": 2027}],
-    "tail_alpha 1.01": [{f"population.{p}.tail_alpha": 1.01 for p in POPS}],
+    "tail_alpha 2.01": [{f"population.{p}.tail_alpha": 2.01 for p in POPS}],
     "tail from the median": [{f"population.{p}.tail_start": 0.5 for p in POPS}],
     "no tail": [{f"population.{p}.tail_start": 1.0 for p in POPS}],
     "mortality 0.999": [{f"population.{p}.mortality": 0.999 for p in POPS}],
@@ -231,8 +231,9 @@ EXTREMES: dict[str, list[dict[str, Any]]] = {
     "only ESRD": [{"aco.mix.aged_disabled": 0.0, "aco.mix.esrd": 1.0, "aco.mix.high_needs": 0.0}],
     "deterministic": [{"trend.national_sd": 0.0, "trend.regional_sd": 0.0, "trend.aco_level_sd": 0.0, "quality.sd": 0.0,
                        **{f"population.{p}.{k}": 0.0 for p in POPS for k in ("mortality", "exit_rate")}}],
-    "wild trends": [{"trend.national_sd": 0.5, "trend.aco_level_sd": 0.5, "trend.regional_sd": 0.5,
-                     "trend.national_ar": 0.99, "trend.aco_level_persistence": 0.99}],
+    # near the largest SDs the Gaussian growth law allows over 30 years; the ACO's log level cannot go below -100%
+    "wild trends": [{"trend.national_sd": 0.06, "trend.regional_sd": 0.06, "trend.national_ar": 0.9,
+                     "trend.aco_level_sd": 0.5, "trend.aco_level_persistence": 0.99}],
     "trend -0.5": [{f"trend.national_mean.{p}": -0.5 for p in POPS}],
     "trend +1": [{f"trend.national_mean.{p}": 1.0 for p in POPS}],
     "forecast bias": [{"trend.forecast_bias": 0.5}, {"trend.forecast_bias": -0.5}],
@@ -282,9 +283,10 @@ def _simulate_extremes(picks: list[str], variant: int, n: int) -> None:
         options = EXTREMES[name]
         overrides.update(options[variant % len(options)])
     cfg = _load(_apply(overrides))
-    if isinstance(cfg, ConfigError):  # the only expected clash: two mixes chosen at once
+    if isinstance(cfg, ConfigError):  # expected clashes: two mixes, or wild trends around a -50% mean
         _check_error(cfg)
-        assert {"only High Needs", "only ESRD"} <= set(picks), cfg.problems
+        assert ({"only High Needs", "only ESRD"} <= set(picks)
+                or {"wild trends", "trend -0.5"} <= set(picks)), cfg.problems
         return
     ds = leadsim.simulate(cfg, progress=False)
     assert ds.sizes["draw"] == cfg.simulation.draws and ds.sizes["year"] == cfg.simulation.years
@@ -305,3 +307,22 @@ def _apply(overrides: dict[str, Any]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[last] = value
     return data
+
+
+# --------------------------------------------------------------------------------------------------------
+# Hostile config files (issue 14): any bytes give a one-line error or a valid config, never a traceback or a hang
+# --------------------------------------------------------------------------------------------------------
+_hostile_prefix = st.sampled_from([b"", b"\xef\xbb\xbf", b"\0", b"x = " + b"[" * 5000, b"[aco]\nname = \"a\0b\"\n",
+                                   b"[aco]\nname = 2027\n", b"\xff\xfe", b"a.b.c.d.e.f = 1\n" * 50])
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(prefix=_hostile_prefix, body=st.binary(max_size=200))
+def test_hostile_config_bytes_fail_in_one_line(tmp_path, capsys, prefix, body):
+    cfg = tmp_path / "hostile.toml"
+    cfg.write_bytes(prefix + body)
+    rc = main(["validate", str(cfg)])
+    err = [x for x in capsys.readouterr().err.splitlines() if not x.startswith("leadsim: warning:")]
+    assert rc in (0, 2)
+    assert all(line.startswith("leadsim: error: ") for line in err), err
+    assert not any(word in line for line in err for word in LEAKS), err

@@ -8,8 +8,11 @@ All functions are vectorised over draws and fine for 100,000 draws.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import ParamSpec, TypeVar
 
+import matplotlib
 import numpy as np
 import xarray as xr
 from matplotlib.axes import Axes
@@ -33,6 +36,24 @@ Runs = xr.Dataset | Mapping[str, xr.Dataset]
 
 _TRACK_COLOURS = {"global": "#1f5fa8", "professional": "#d8792b", "enhanced": "#3a8f4b"}
 _CYCLE = ["#1f5fa8", "#d8792b", "#3a8f4b", "#a23b72", "#6b6b6b", "#8c6d1f", "#17a2b8", "#c0392b"]
+
+
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+"""Names and labels come from configs and results: draw them literally (``$...$`` is not mathtext)."""
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def plain_text(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Create every text of the figure with math parsing off (see :data:`PLAIN_TEXT`)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with matplotlib.rc_context(PLAIN_TEXT):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _new_ax(ax: Axes | None, size: tuple[float, float] = (7.0, 4.2)) -> tuple[Figure, Axes]:
@@ -71,6 +92,7 @@ def _subtitle(runs: Runs) -> str:
     return f"{ds.attrs.get('aco_name', '')} | {ds.attrs.get('policy_name', '')} | {ds.sizes['draw']:,} draws"
 
 
+@plain_text
 def fan_chart(ds: xr.Dataset, track: str | None = None, ax: Axes | None = None,
               bands: Sequence[float] = (0.90, 0.50)) -> Figure:
     """Fan chart of the benchmark vs spending per member-month (PBPM) over the performance years.
@@ -138,6 +160,7 @@ def _wilson(p: np.ndarray, n: int, z: float) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
 
 
+@plain_text
 def loss_exceedance(runs: Runs, var: str = "net_settlement", ax: Axes | None = None, conf: float = 0.95,
                     points: int = 400) -> Figure:
     """Loss exceedance curve ``P(loss > x)`` over the horizon per track (or per run and track), with bands.
@@ -198,6 +221,7 @@ def loss_exceedance(runs: Runs, var: str = "net_settlement", ax: Axes | None = N
     return fig
 
 
+@plain_text
 def settlement_distribution(runs: Runs, var: str = "net_settlement", ax: Axes | None = None,
                             bins: int | None = None, p: float = 0.99) -> Figure:
     """Distribution of the ten-year cumulative settlement per track (or per run and track).
@@ -244,6 +268,7 @@ def settlement_distribution(runs: Runs, var: str = "net_settlement", ax: Axes | 
     return fig
 
 
+@plain_text
 def comparison(runs: Runs, var: str = "net_settlement", p: float = 0.99, ax: Axes | None = None) -> Figure:
     """Risk-return comparison of tracks or policies: mean ten-year settlement vs TVaR, with 95% error bars.
 
@@ -366,6 +391,7 @@ def waterfall_data(ds: xr.Dataset, track: str | None = None, draw: str | int = "
     return {k: (0.0 if abs(v) < tiny else v) for k, v in out.items()}
 
 
+@plain_text
 def waterfall(ds: xr.Dataset, track: str | None = None, draw: str | int = "mean", year: int | None = None,
               ax: Axes | None = None) -> Figure:
     """Settlement waterfall: benchmark → discount → withhold → spending → stop-loss → corridors → sequestration →
@@ -480,6 +506,7 @@ def waterfall(ds: xr.Dataset, track: str | None = None, draw: str | int = "mean"
     return fig
 
 
+@plain_text
 def convergence(ds: xr.Dataset, var: str = "net_settlement", p: float = 0.99, track: str | None = None,
                 ax: Axes | None = None, points: int = 40) -> Figure:
     """Running TVaR of the ten-year loss against the number of draws, with its ±1.96 standard-error band.

@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
@@ -21,7 +22,7 @@ from leadsim._version import __version__
 from leadsim.analysis import plots
 from leadsim.analysis.formatting import money, percent
 from leadsim.analysis.risk import HORIZON, LEVELS, paired_difference, summarize
-from leadsim.atomic import atomic_path
+from leadsim.atomic import atomic_path, clean_stale_temporaries
 
 __all__ = ["compare_html", "compare_text", "report_html", "write_html"]
 
@@ -47,8 +48,11 @@ pre{background:#f7f7f7;border:1px solid #e3e3e3;padding:8px;overflow-x:auto;font
 
 
 def _png(fig: Figure, dpi: int = 110) -> str:
+    import matplotlib
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    with matplotlib.rc_context(plots.PLAIN_TEXT):  # tick labels are made when drawing
+        fig.savefig(buf, format="png", dpi=dpi)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -62,14 +66,31 @@ def _m(x: float, digits: int = 2) -> str:
 
 
 def _mse(x: float, se: float) -> str:
+    """Money with its standard error; no ``±`` part when the error is unknown (e.g. a single draw)."""
+    if not np.isfinite(se) or not np.isfinite(x):
+        return _m(x)
     return f"{_m(x)} <span class='se'>± {abs(se) / 1e6:,.2f}</span>"
 
 
 def _p(x: float, se: float | None = None) -> str:
-    return percent(x) if se is None else f"{percent(x)} <span class='se'>± {se:.1%}</span>"
+    if not np.isfinite(x):
+        return "n/a"
+    return percent(x) if se is None or not np.isfinite(se) else f"{percent(x)} <span class='se'>± {se:.1%}</span>"
+
+
+def _col(v: float, width: int, scale: float = 1e6) -> str:
+    """A right-aligned number of a text table in units of ``scale``; ``n/a`` when not finite."""
+    return f"{v / scale:>{width},.2f}" if np.isfinite(v) else f"{'n/a':>{width}}"
+
+
+def _pm(se: float) -> str:
+    """`` ± <se in $M>`` for text output, or '' when the standard error is unknown (a single draw)."""
+    return f" ± {se / 1e6:,.2f}" if np.isfinite(se) else " (no s.e.: one draw)"
 
 
 def _table(name: str, header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1, cls: str = "") -> str:
+    """An HTML table; ``header`` and ``rows`` are HTML already (escape data values before), ``name`` is text."""
+    name, cls = html.escape(name, quote=True), html.escape(cls, quote=True)
     th = "".join(f"<th class='l'>{h}</th>" if i < left else f"<th>{h}</th>" for i, h in enumerate(header))
     body = "".join("<tr>" + "".join(f"<td class='l'>{c}</td>" if i < left else f"<td>{c}</td>"
                                     for i, c in enumerate(r)) + "</tr>" for r in rows)
@@ -122,7 +143,7 @@ def _annual_rows(s: xr.Dataset, track: str) -> tuple[list[str], list[list[str]]]
     rows = []
     for period in s["period"].values:
         r = s.sel(period=period)
-        cells = ["ten-year" if period == HORIZON else f"PY{period}"]
+        cells = ["ten-year" if period == HORIZON else html.escape(f"PY{period}")]
         x = r.sel(track=track)
         cells += [_mse(float(x["mean"]), float(x.mean_se)),
                   _mse(float(x.VaR.sel(level=lv)), float(x.VaR_se.sel(level=lv))),
@@ -173,7 +194,7 @@ def report_html(ds: xr.Dataset, source: str | None = None, levels: Sequence[floa
              "Small grey numbers are Monte Carlo standard errors (asymptotic, from influence functions); ± "
              f"1.96 of them is a 95% interval. Financial guarantee (FG): {_m(fg)}.</p>"]
     parts.append("<h2>Ten-year results</h2>")
-    parts.append(_table("horizon_metrics", ["Metric", *tracks], _horizon_rows(s)))
+    parts.append(_table("horizon_metrics", ["Metric", *map(html.escape, tracks)], _horizon_rows(s)))
     parts.append("<h2>Year by year</h2><p>Annual net settlement; the last row is the ten-year total (P(loss &gt; FG):"
                  " in any year).</p>")
     for t in tracks:
@@ -218,17 +239,38 @@ def _compare_summaries(runs: Mapping[str, xr.Dataset], p: float) -> list[tuple[s
     return out
 
 
+def check_same_horizon(runs: Mapping[str, xr.Dataset]) -> None:
+    """Refuse to compare runs over different performance years (their horizon metrics are not comparable).
+
+    Raises
+    ------
+    ResultError
+        Two runs have different ``year`` coordinates, naming each run's years.
+    """
+    from leadsim.errors import ResultError
+
+    spans = {name: [str(y) for y in ds["year"].values] for name, ds in runs.items()}
+    if len({tuple(v) for v in spans.values()}) > 1:
+        def span(v: list[str]) -> str:
+            return f"PY{v[0]}-{v[-1]} ({len(v)} years)" if v else "no years"
+
+        listed = "; ".join(f"{name}: {span(v)}" for name, v in spans.items())
+        raise ResultError(f"cannot compare runs over different horizons ({listed}); run them with the same "
+                          "simulation.start_year and simulation.years")
+
+
 def compare_text(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
     """A plain-text side-by-side table of the ten-year metrics of several runs (one row per run and track)."""
+    check_same_horizon(runs)
     rows = _compare_summaries(runs, p)
     width = max(24, *(len(r[0]) + 2 for r in rows))
     head = (f"{'run: track':{width}}{'mean':>14}{'± se':>10}{'VaR ' + _level_name(p):>14}{'± se':>10}"
             f"{'TVaR ' + _level_name(p):>14}{'± se':>10}{'P(loss)':>9}{'P(>FG)':>9}")
     lines = ["Ten-year cumulative settlement (positive = paid to the ACO; VaR/TVaR = loss, $M)", head]
     for label, x, _ in rows:
-        lines.append(f"{label:{width}}{float(x['mean']) / 1e6:>14,.2f}{float(x.mean_se) / 1e6:>10,.2f}"
-                     f"{float(x.VaR.sel(level=p)) / 1e6:>14,.2f}{float(x.VaR_se.sel(level=p)) / 1e6:>10,.2f}"
-                     f"{float(x.TVaR.sel(level=p)) / 1e6:>14,.2f}{float(x.TVaR_se.sel(level=p)) / 1e6:>10,.2f}"
+        lines.append(f"{label:{width}}{_col(float(x['mean']), 14)}{_col(float(x.mean_se), 10)}"
+                     f"{_col(float(x.VaR.sel(level=p)), 14)}{_col(float(x.VaR_se.sel(level=p)), 10)}"
+                     f"{_col(float(x.TVaR.sel(level=p)), 14)}{_col(float(x.TVaR_se.sel(level=p)), 10)}"
                      f"{float(x.p_loss):>9.1%}{float(x.p_beyond_guarantee):>9.1%}")
     diffs = _paired_rows(runs, p)
     if diffs:
@@ -236,8 +278,8 @@ def compare_text(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
         lines.append(f"Paired differences vs {diffs[0][0]} (same draws; $M, ± se)")
         for ref, label, dmean, dmean_se, dtv, dtv_se, crn in diffs:
             del ref
-            lines.append(f"{label:{width}}mean {dmean / 1e6:+,.2f} ± {dmean_se / 1e6:,.2f}   "
-                         f"TVaR {_level_name(p)} {dtv / 1e6:+,.2f} ± {dtv_se / 1e6:,.2f}"
+            lines.append(f"{label:{width}}mean {dmean / 1e6:+,.2f}{_pm(dmean_se)}   "
+                         f"TVaR {_level_name(p)} {dtv / 1e6:+,.2f}{_pm(dtv_se)}"
                          f"{'' if crn else '   (different seeds: independent draws)'}")
     return "\n".join(lines)
 
@@ -274,6 +316,7 @@ def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
     str
         A complete, self-contained HTML document.
     """
+    check_same_horizon(runs)
     parts = ["<h1>leadsim comparison</h1>",
              f"<p class='sub'>{len(runs)} runs · leadsim {__version__}</p>",
              "<p class='note'>Ten-year cumulative settlement, positive = paid to the ACO; VaR/TVaR are loss "
@@ -281,7 +324,8 @@ def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
              "their spending (common random numbers), so differences are much more precise than either "
              "estimate. Small grey numbers: Monte Carlo standard errors.</p>"]
     run_rows = [[html.escape(name), html.escape(str(ds.attrs.get("aco_name", ""))),
-                 html.escape(str(ds.attrs.get("policy_name", ""))), ", ".join(map(str, ds["track"].values)),
+                 html.escape(str(ds.attrs.get("policy_name", ""))),
+                 html.escape(", ".join(map(str, ds["track"].values))),
                  f"{ds.sizes['draw']:,}", html.escape(str(ds.attrs.get("seed", "")))] for name, ds in runs.items()]
     parts.append("<h2>Runs</h2>" + _table("runs", ["Run", "ACO", "Policy", "Tracks", "Draws", "Seed"], run_rows,
                                           left=4))
@@ -317,6 +361,7 @@ def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
 def write_html(text: str, path: str | os.PathLike[str]) -> Path:
     """Write an HTML document atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
+    clean_stale_temporaries(path)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path

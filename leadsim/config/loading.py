@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import stat
 import sys
 import tomllib
 import warnings
@@ -27,10 +28,28 @@ from leadsim.errors import ConfigError, LeadsimWarning
 __all__ = ["load_config", "parse_override_value", "validate"]
 
 
+MAX_CONFIG_BYTES = 1_000_000
+"""Largest config file read (a real one is a few kB): ``/dev/zero`` or a huge file is refused, not read."""
+
+
 def _read_toml(path: Path, what: str) -> dict[str, Any]:
     try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError([f"{what}: not a regular file (a device, FIFO or socket?): {path}"])
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{what}: {path} is {st.st_size:,} bytes; a config is at most "
+                               f"{MAX_CONFIG_BYTES:,} bytes"])
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{what}: {path} is larger than {MAX_CONFIG_BYTES:,} bytes"])
+        if raw.startswith(b"\xef\xbb\xbf"):
+            raise ConfigError([f"{what}: {path} starts with a UTF-8 byte-order mark (BOM), which TOML does not "
+                               "allow; save the file as UTF-8 without BOM"])
+        return tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError([f"{what}: file not found: {path}"]) from None
     except IsADirectoryError:
@@ -41,6 +60,8 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError([f"{what}: malformed TOML in {path}: {err}"]) from None
     except UnicodeDecodeError as err:
         raise ConfigError([f"{what}: not UTF-8 text in {path}: {err}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{what}: {path} nests arrays or tables too deeply to read"]) from None
 
 
 def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
@@ -103,6 +124,49 @@ def _resolve_preset(data: dict[str, Any], base_dir: Path | None) -> dict[str, An
     out = dict(data)
     out["policy"] = merged
     return out
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _rebase_policy(own: Any, policy: dict[str, Any], overrides: Mapping[str, Any], resolved: bool,
+                   base_dir: Path | None) -> dict[str, Any]:
+    """The policy table after ``--set policy.preset=X``: the config's own policy settings kept on the new preset.
+
+    Choosing a preset by override means what writing ``preset = X`` in the file would mean: the file's own
+    ``[policy.*]`` settings still apply on top of the preset. A resolved config (a :class:`Config`, e.g. read back
+    from a result) carries every key, so its own settings are those that differ from its preset. A config with a
+    complete policy of its own (a ``name`` and no preset) is refused, listing the settings a preset would drop.
+    """
+    if not isinstance(own, dict):
+        return policy
+    if own.get("preset") is None and own.get("name") is not None:
+        keys = sorted(f"policy.{k}" for k in _flat(own))
+        shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+        raise ConfigError([f"policy.preset = {overrides['policy.preset']!r} (set by override): the config defines a "
+                           f"complete policy of its own (policy.name = {own['name']!r}, no preset); a preset "
+                           f"would drop or be overridden by its {len(keys)} settings ({shown}). Edit the config's "
+                           "[policy] instead, or start from a config with `preset = ...`"])
+    if not resolved:
+        return policy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        old = validate(_resolve_preset({"policy": {"preset": own.get("preset") or "lead_py2027"}}, base_dir))
+    old_flat = _flat(old.to_dict()["policy"])
+    set_now = {k.split(".", 1)[1] for k in overrides if k.startswith("policy.")}
+    missing = object()
+    keep: dict[str, Any] = {}
+    for key, value in _flat(policy).items():
+        if key in set_now or old_flat.get(key, missing) != value:
+            _apply_override(keep, key, value)
+    return keep
 
 
 def _field_range(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
@@ -187,6 +251,8 @@ def _format_errors(err: ValidationError) -> list[str]:
         bound_error = any(w in msg for w in ("greater", "less", "finite")) or e["type"] in (
             "float_type", "int_type", "finite_number")
         tail = f" ({rng})" if rng and bound_error else ""
+        if e["type"] == "string_type" and isinstance(value, int | float | bool):
+            tail = f"; quote it to make it text: --set '{key}=\"{value}\"' (or {key.split('.')[-1]} = \"{value}\")"
         lines.append(f"{key} = {shown}: {msg}{tail}")
     return lines
 
@@ -198,8 +264,44 @@ def validate(data: Mapping[str, Any]) -> Config:
     except ValidationError as err:
         raise ConfigError(_format_errors(err)) from None
     _check_size(cfg)
+    _check_trend(cfg)
     _warn(cfg)
     return cfg
+
+
+GROWTH_Z = 6.0
+"""How many standard deviations of annual growth must fit above -100% (P(Z < -6) is about 1e-9)."""
+
+
+def _check_trend(cfg: Config) -> None:
+    """Annual growth is Gaussian (mean plus three AR(1) terms): refuse SDs that let it fall below -100%.
+
+    A growth rate below -100% makes spending and benchmarks negative. With ``T`` years, the AR(1) term with
+    innovation sd ``s`` and coefficient ``phi`` has variance ``s^2 (1 + phi^2 + ... + phi^(2(T-1)))`` in the last
+    year; the three terms are independent. The lowest mean growth minus :data:`GROWTH_Z` standard deviations
+    must stay above -100%.
+    """
+    tr, years = cfg.trend, cfg.simulation.years
+    terms = {"national": (tr.national_sd, tr.national_ar), "regional": (tr.regional_sd, tr.regional_ar)}
+    if hasattr(tr, "aco_sd"):  # an additive AR(1) on the ACO's growth (a log-level ACO term cannot go below -100%)
+        terms["aco"] = (tr.aco_sd, tr.aco_ar)
+    gain = {k: float(sum(phi ** (2 * t) for t in range(years))) for k, (_, phi) in terms.items()}
+    var = {k: sd**2 * gain[k] for k, (sd, _) in terms.items()}
+    mu = min(tr.national_mean.ordered())
+    limit = (1.0 + mu) / GROWTH_Z  # the largest sd of annual growth the law allows
+    total = sum(var.values()) ** 0.5
+    if total <= limit:
+        return
+    worst = max(var, key=lambda k: var[k])
+    others = sum(v for k, v in var.items() if k != worst)
+    room = max(limit**2 - others, 0.0)
+    allowed = (room / gain[worst]) ** 0.5
+    sd, phi = terms[worst]
+    raise ConfigError([
+        f"trend.{worst}_sd = {sd!r}: annual growth could fall below -100% (negative spending): with "
+        f"trend.{worst}_ar = {phi!r} and the other trend terms its sd reaches {total:.3g} by year {years}, and "
+        f"the lowest trend.national_mean ({mu:.3g}) minus {GROWTH_Z:g} sd must stay above -1 "
+        f"(allowed: 0 <= trend.{worst}_sd <= {allowed:.3g} with the other trend settings; or lower their sd)"])
 
 
 MAX_ALIGNED = 5_000_000
@@ -235,9 +337,10 @@ def _warn(cfg: Config) -> None:
                       LeadsimWarning, stacklevel=_user_stacklevel())
     for name in POPULATIONS:
         a = cfg.population[name].tail_alpha
-        if a <= 2.0 and cfg.population[name].tail_start < 1.0:
-            warnings.warn(f"population.{name}.tail_alpha = {a}: a Pareto tail with alpha <= 2 has infinite "
-                          "variance; tail metrics will not converge", LeadsimWarning, stacklevel=_user_stacklevel())
+        if a < 3.0 and cfg.population[name].tail_start < 1.0:
+            warnings.warn(f"population.{name}.tail_alpha = {a}: a Pareto tail with alpha < 3 has infinite "
+                          "skewness; means converge slowly and their standard errors understate the error",
+                          LeadsimWarning, stacklevel=_user_stacklevel())
     if cfg.simulation.start_year + cfg.simulation.years - 1 > 2036:
         warnings.warn("the simulation runs past PY2036, the last LEAD performance year", LeadsimWarning,
                       stacklevel=_user_stacklevel())
@@ -266,7 +369,16 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | No
     ConfigError
         With one line per problem, each naming the dotted key, the value and the allowed range.
     """
+    try:
+        return _load_config(source, overrides)
+    except RecursionError:
+        raise ConfigError(["the config (or an override) nests arrays or tables too deeply"]) from None
+
+
+def _load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | None,
+                 overrides: Mapping[str, Any] | None) -> Config:
     base_dir: Path | None = None
+    resolved = isinstance(source, Config)
     if source is None:
         data: dict[str, Any] = {}
     elif isinstance(source, Config):
@@ -277,15 +389,11 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | No
         path = Path(source)
         data = _read_toml(path, "config")
         base_dir = path.resolve().parent
+    own = copy.deepcopy(data.get("policy"))
     for key, value in (overrides or {}).items():
         _apply_override(data, key, parse_override_value(value) if isinstance(value, str) else value)
-    if isinstance(data.get("policy"), dict) and "preset" in data["policy"] and overrides and any(
-            k == "policy.preset" for k in overrides):
-        # a preset chosen by override replaces the file's policy rules, keeping only the explicit overrides
-        kept = {k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith("policy.")}
-        data["policy"] = {}
-        for k, v in kept.items():
-            _apply_override(data["policy"], k, parse_override_value(v) if isinstance(v, str) else v)
+    if overrides and "policy.preset" in overrides and isinstance(data.get("policy"), dict):
+        data["policy"] = _rebase_policy(own, data["policy"], overrides, resolved, base_dir)
     data = _resolve_preset(data, base_dir)
     return validate(data)
 

@@ -9,10 +9,11 @@ defaults in code: they come from a preset file, where each carries its tag ([LEA
 from __future__ import annotations
 
 import itertools
+import unicodedata
 from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from leadsim.config.presets import assumed_policy_keys
 
@@ -50,6 +51,19 @@ class _Model(BaseModel):
 def chunk_bounds(n_draws: int, chunk: int) -> list[tuple[int, int]]:
     """``[start, stop)`` of each chunk of draws: chunk ``i`` covers ``[i * chunk, min((i + 1) * chunk, n))``."""
     return [(lo, min(lo + chunk, n_draws)) for lo in range(0, n_draws, chunk)]
+
+
+def _printable(text: str) -> str:
+    """Refuse control characters (NUL, newlines, escapes): names go into file attributes, tables and figures."""
+    bad = sorted({c for c in text if unicodedata.category(c) == "Cc"})
+    if bad:
+        raise ValueError(f"contains control character{'s' if len(bad) > 1 else ''} "
+                         f"{', '.join(repr(c) for c in bad)}; use printable text")
+    return text
+
+
+Name = Annotated[str, Field(max_length=200), AfterValidator(_printable)]
+"""A display name (ACO, policy): printable text, at most 200 characters."""
 
 
 def per_year(values: list[float] | tuple[float, ...], years: int) -> list[float]:
@@ -99,7 +113,7 @@ class MixConfig(_Model):
 class AcoConfig(_Model):
     """The ACO: size, population mix, where its spending stands against its region, its levers."""
 
-    name: str = "Standard ACO"
+    name: Name = "Standard ACO"
     beneficiaries: Annotated[int, Field(ge=1, le=5_000_000)] = 10_000
     growth: Annotated[float, Field(ge=-0.5, le=0.5)] = 0.0
     mix: MixConfig = MixConfig()
@@ -121,7 +135,8 @@ class PopulationConfig(_Model):
     zero_share: Probability = 0.0
     sigma: LogSigma = 1.0
     tail_start: Annotated[float, Field(ge=0.5, le=1.0)] = 0.99
-    tail_alpha: Annotated[float, Field(gt=1.0, le=100.0)] = 4.0
+    # alpha <= 2: infinite variance, so a sample mean and its standard error are confidently wrong
+    tail_alpha: Annotated[float, Field(gt=2.0, le=100.0)] = 4.0
     rho: Persistence = 0.75
     mortality: Probability = 0.04
     death_multiplier: DeathMultiplier = 1.2
@@ -342,7 +357,7 @@ class PolicyConfig(_Model):
     """A policy: which tracks are settled and under which rules (``docs/methodology.md`` §2-§4)."""
 
     preset: str | None = None
-    name: str
+    name: Name
     tracks: Annotated[list[Literal["global", "professional", "enhanced"]], Field(min_length=1, max_length=3)]
     benchmark: BenchmarkPolicy
     global_: TrackPolicy | None = Field(default=None, alias="global")

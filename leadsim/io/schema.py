@@ -158,6 +158,8 @@ def config_of(ds: xr.Dataset) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ResultError(f"the dataset's config_toml attribute is not valid TOML: {err}") from None
+    except RecursionError:
+        raise ResultError("the dataset's config_toml attribute nests too deeply to read") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

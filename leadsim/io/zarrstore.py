@@ -15,9 +15,14 @@ Life of a run (:class:`ZarrSink`, driven by :func:`leadsim.run`):
 3. Only after a chunk's data is written is it added to the manifest, which is replaced atomically (temporary
    file, fsync, rename). A crash at any point therefore leaves a manifest that lists only fully written
    chunks; a chunk being written when the process died is simply computed and written again on resume.
-4. ``resume=True`` reopens the store, refuses if the config changed (naming each changed key), and computes
-   only the chunks not in the manifest. The finished store equals an uninterrupted run, because every draw's
-   numbers are keyed by its index.
+4. ``resume=True`` reopens the store, refuses if the config changed (naming each changed key) or the store was
+   written by other code (``leadsim_version``, ``model_hash``), and computes only the chunks not in the
+   manifest. The finished store equals an uninterrupted run, because every draw's numbers are keyed by its index.
+
+Integrity: a run holds an exclusive lock (:mod:`leadsim.io.lock`) from :meth:`ZarrSink.open` to the end, and
+re-reads the manifest's ``run_id`` before each region write, so two writers never mix in one store. Each chunk's
+files are fsynced and their SHA-256 (``chunk_sums``) recorded before the manifest lists the chunk;
+:func:`open_store` refuses a store whose chunk files no longer match, and a resume recomputes those chunks.
 
 :func:`open_store` refuses an incomplete store unless asked; :func:`leadsim.open` reads Zarr and netCDF
 alike, and ``leadsim.save(leadsim.open("run.zarr"), "run.nc")`` (or ``leadsim export run.zarr run.nc``)
@@ -31,9 +36,11 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +50,8 @@ import xarray as xr
 from leadsim._version import __version__
 from leadsim.atomic import atomic_path, clean_stale_temporaries
 from leadsim.config import Config, chunk_bounds
-from leadsim.errors import ResultError, ResumeMismatchError, StoreError
+from leadsim.errors import LeadsimWarning, ResultError, ResumeMismatchError, StoreError
+from leadsim.io.lock import StoreLock
 from leadsim.io.schema import SCHEMA, RunHeader, build_dataset, config_of, encode
 
 __all__ = [
@@ -104,6 +112,28 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return lines
 
 
+# the modules whose source determines a run's numbers (hashed into the manifest: a resume needs the same code)
+MODEL_SOURCES = ("model", "ledger", "config", "engine.py", "schedules.py", "io/schema.py")
+
+
+@lru_cache(maxsize=1)
+def model_hash() -> str:
+    """SHA-256 of the source of the modules that compute a run's numbers (:data:`MODEL_SOURCES`).
+
+    Stored in the run manifest: ``--resume`` refuses a store written by different model code, even under the
+    same version number (an edited checkout).
+    """
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for entry in MODEL_SOURCES:
+        p = root / entry
+        files = sorted(p.rglob("*.py")) if p.is_dir() else [p] if p.is_file() else []
+        for f in files:
+            h.update(f.relative_to(root).as_posix().encode() + b"\0")
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
 # --------------------------------------------------------------------------------------------------------
 # Manifest
 # --------------------------------------------------------------------------------------------------------
@@ -128,6 +158,10 @@ class Manifest:
     created: str = ""
     updated: str = ""
     config: dict[str, Any] = field(default_factory=dict)
+    run_id: str = ""
+    model_hash: str = ""
+    chunk_vars: list[str] = field(default_factory=list)
+    chunk_sums: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def for_config(cls, cfg: Config) -> Manifest:
@@ -135,7 +169,8 @@ class Manifest:
         now = _now()
         return cls(config_hash=config_hash(cfg), seed=int(sim.seed), draws=int(sim.draws),
                    chunk_draws=int(sim.chunk_draws), n_chunks=len(chunk_bounds(sim.draws, sim.chunk_draws)),
-                   config=config_identity(cfg), created=now, updated=now)
+                   config=config_identity(cfg), created=now, updated=now, run_id=uuid.uuid4().hex,
+                   model_hash=model_hash())
 
     @property
     def n_done(self) -> int:
@@ -162,6 +197,18 @@ class Manifest:
         self.complete = self.n_done == self.n_chunks
         self.updated = _now()
 
+    def mark_undone(self, indices: Sequence[int]) -> None:
+        """Forget chunks (they failed their checksum): a resume computes them again."""
+        keep = self.done_set() - set(indices)
+        self.chunks_done = []
+        for i in sorted(keep):
+            self.mark_done(i)
+        if not keep:
+            self.complete = self.n_chunks == 0
+        for i in indices:
+            self.chunk_sums.pop(str(i), None)
+        self.updated = _now()
+
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -171,6 +218,78 @@ def write_manifest(store: Path, manifest: Manifest) -> None:
     """Replace the manifest atomically: write a temporary file, fsync it, rename it over the old one."""
     with atomic_path(store / MANIFEST_NAME) as tmp:
         tmp.write_text(json.dumps(asdict(manifest), indent=1), encoding="utf-8")
+    _fsync_dir(store)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename or new files in ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _chunk_files(store: Path, index: int, names: Sequence[str]) -> list[Path]:
+    """The files holding chunk ``index`` (along ``draw``) of the variables ``names``, sorted."""
+    files: list[Path] = []
+    for name in sorted(names):
+        root = store / name / "c" / str(index)
+        if root.is_file():
+            files.append(root)
+        elif root.is_dir():
+            files += sorted(p for p in root.rglob("*") if p.is_file())
+    return files
+
+
+def _fsync_files(files: Sequence[Path]) -> None:
+    """fsync each file and the folders that hold them, so the data is on disk before the manifest says so."""
+    folders = set()
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        folders.add(f.parent)
+    for d in folders:
+        _fsync_dir(d)
+
+
+def chunk_checksum(store: Path, index: int, names: Sequence[str]) -> str:
+    """SHA-256 over the files of chunk ``index`` of ``names`` (paths and contents; a variable with no file --
+    an all-fill chunk Zarr did not write -- counts as absent, so deleting a file changes the sum)."""
+    h = hashlib.sha256()
+    for name in sorted(names):
+        files = _chunk_files(store, index, [name])
+        if not files:
+            h.update(f"{name}:absent\0".encode())
+        for f in files:
+            h.update(f.relative_to(store).as_posix().encode() + b"\0")
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def bad_chunks(store: str | os.PathLike[str], manifest: Manifest) -> list[int]:
+    """The done chunks whose files no longer match their checksum in the manifest (missing, changed)."""
+    store = Path(store)
+    if not manifest.chunk_vars:
+        return []
+    return [i for i in sorted(manifest.done_set())
+            if str(i) in manifest.chunk_sums
+            and chunk_checksum(store, i, manifest.chunk_vars) != manifest.chunk_sums[str(i)]]
+
+
+def _describe(manifest: Manifest, chunks: Sequence[int]) -> str:
+    bounds = chunk_bounds(manifest.draws, manifest.chunk_draws)
+    parts = [f"{i} (draws {bounds[i][0]}-{bounds[i][1] - 1})" for i in chunks[:5]]
+    more = f" and {len(chunks) - 5} more" if len(chunks) > 5 else ""
+    return f"chunk{'s' if len(chunks) != 1 else ''} {', '.join(parts)}{more}"
 
 
 def read_manifest(store: str | os.PathLike[str]) -> Manifest | None:
@@ -185,7 +304,39 @@ def read_manifest(store: str | os.PathLike[str]) -> Manifest | None:
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         raise StoreError(f"{store}: {MANIFEST_NAME} is not a {MANIFEST_FORMAT} manifest")
     known = set(Manifest.__dataclass_fields__)
-    return Manifest(**{k: v for k, v in data.items() if k in known})
+    fields = {k: v for k, v in data.items() if k in known}
+    problem = _manifest_problem(fields)
+    if problem:
+        raise StoreError(f"{store}: {MANIFEST_NAME} is damaged or hand-edited: {problem}")
+    return Manifest(**fields)
+
+
+_MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {
+    "config_hash": str, "seed": int, "draws": int, "chunk_draws": int, "n_chunks": int, "chunks_done": list,
+    "complete": bool, "format": str, "leadsim_version": str, "created": str, "updated": str, "config": dict,
+    "run_id": str, "model_hash": str, "chunk_vars": list, "chunk_sums": dict,
+}
+
+
+def _manifest_problem(fields: Mapping[str, Any]) -> str:
+    """What is wrong with a manifest's fields (wrong type, missing, inconsistent), or ''."""
+    for name in ("config_hash", "seed", "draws", "chunk_draws", "n_chunks"):
+        if name not in fields:
+            return f"it has no {name!r}"
+    for name, value in fields.items():
+        want = _MANIFEST_TYPES[name]
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            expected = want.__name__ if isinstance(want, type) else "/".join(t.__name__ for t in want)
+            return f"{name} = {_short(value)} is not a{'n' if expected[0] in 'aeiou' else ''} {expected}"
+    if fields["draws"] < 1 or fields["chunk_draws"] < 1 or fields["n_chunks"] != len(
+            chunk_bounds(fields["draws"], fields["chunk_draws"])):
+        return "draws, chunk_draws and n_chunks do not agree"
+    for pair in fields.get("chunks_done", []):
+        if (not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                                     for i in pair)
+                or not 0 <= pair[0] < pair[1] <= fields["n_chunks"]):
+            return f"chunks_done entry {_short(pair)} is not a [first, end) pair of chunk indices"
+    return ""
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -270,13 +421,33 @@ class ZarrSink:
         self.header: RunHeader | None = None
         self.manifest: Manifest | None = None
         self.exists = False
+        self.lock = StoreLock(self.path)
 
     def open(self, cfg: Config, header: RunHeader, chunks: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Take the store's writer lock, check the store, and return the chunks still to compute."""
         _require_zarr()
         self.cfg, self.header = cfg, header
-        self.manifest, self.exists = _prepare(self.path, cfg, self.resume, self.overwrite)
+        self.lock.acquire()  # before looking at the store: a second writer is refused here, before any work
+        try:
+            self.manifest, self.exists = _prepare(self.path, cfg, self.resume, self.overwrite)
+        except BaseException:
+            self.lock.release()
+            raise
         missing = set(self.manifest.missing_bounds())
         return [b for b in chunks if b in missing]
+
+    def _check_identity(self) -> None:
+        """Refuse to write into a store that is no longer this run's (replaced or rewritten by someone else)."""
+        if self.manifest is None:
+            raise RuntimeError("ZarrSink.open() must be called before saving")
+        try:
+            on_disk = read_manifest(self.path)
+        except StoreError:
+            on_disk = None
+        if on_disk is None or (on_disk.run_id, on_disk.config_hash) != (self.manifest.run_id,
+                                                                      self.manifest.config_hash):
+            raise StoreError(f"{self.path} was replaced or changed by another process during this run; "
+                             "stopping without writing into it")
 
     def _create(self, first: Mapping[str, np.ndarray]) -> None:
         if self.cfg is None or self.header is None or self.manifest is None:
@@ -299,16 +470,26 @@ class ZarrSink:
             raise ValueError(f"chunk [{start}, {stop}) is not aligned to chunk_draws = {c}")
         if not self.exists:
             self._create(arrays)
+        else:
+            self._check_identity()
+        chunk = _chunk_dataset(arrays)
         with _quiet_zarr():
-            _chunk_dataset(arrays).to_zarr(self.path, region={"draw": slice(start, stop)}, mode="r+")
+            chunk.to_zarr(self.path, region={"draw": slice(start, stop)}, mode="r+")
+        names = sorted(str(n) for n in chunk.data_vars)
+        _fsync_files(_chunk_files(self.path, start // c, names))
+        if not self.manifest.chunk_vars:
+            self.manifest.chunk_vars = names
+        self.manifest.chunk_sums[str(start // c)] = chunk_checksum(self.path, start // c, names)
         self.manifest.mark_done(start // c)
         write_manifest(self.path, self.manifest)
 
     def close(self) -> None:
-        """Nothing to do: every chunk is on disk and in the manifest as soon as it is saved."""
+        """Release the writer lock: every chunk is on disk and in the manifest as soon as it is saved."""
+        self.lock.release()
 
     def abort(self) -> None:
-        """Keep the chunks written so far: ``--resume`` finishes the run."""
+        """Keep the chunks written so far (``--resume`` finishes the run) and release the writer lock."""
+        self.lock.release()
 
 
 def _prepare(path: Path, cfg: Config, resume: bool, overwrite: bool) -> tuple[Manifest, bool]:
@@ -318,24 +499,35 @@ def _prepare(path: Path, cfg: Config, resume: bool, overwrite: bool) -> tuple[Ma
         return fresh, False
     if not path.is_dir():
         raise StoreError(f"{path} exists and is not a Zarr store (a folder)")
+    if not any(path.iterdir()):  # an empty folder (e.g. made by hand): start the run in it
+        return fresh, False
     old = read_manifest(path)
+    if old is None:
+        raise StoreError(f"{path} is a non-empty folder without a run manifest ({MANIFEST_NAME}): not a leadsim "
+                         "run store; refusing to use it (choose another path)")
     if overwrite:
-        if old is None and any(path.iterdir()):
-            raise StoreError(f"{path} is not a leadsim run store (no {MANIFEST_NAME}); refusing to overwrite it")
         return fresh, False
     if not resume:
-        state = (f"complete, {old.n_chunks} chunks" if old and old.complete else
-                 f"{old.n_done} of {old.n_chunks} chunks done" if old else "not a leadsim run")
+        state = f"complete, {old.n_chunks} chunks" if old.complete else f"{old.n_done} of {old.n_chunks} chunks done"
         raise StoreError(f"{path} already exists ({state}): add --resume to finish it, or --overwrite to start "
                          "again")
-    if old is None:
-        raise StoreError(f"{path} has no run manifest ({MANIFEST_NAME}); it was not written by `leadsim run` "
-                         "and cannot be resumed")
+    if (old.leadsim_version, old.model_hash) != (fresh.leadsim_version, fresh.model_hash):
+        raise ResumeMismatchError([
+            f"cannot resume {path}: it was written by other leadsim code (leadsim {old.leadsim_version}, model "
+            f"source {old.model_hash[:12] or 'not recorded'}) than this one (leadsim {fresh.leadsim_version}, "
+            f"model source {fresh.model_hash[:12]}); a resumed run would mix the two. Use --overwrite to start "
+            "again"])
     if old.config_hash != fresh.config_hash:
         changes = config_changes(old.config, fresh.config) or ["(the config hash differs)"]
         raise ResumeMismatchError([f"cannot resume {path}: the config differs from the store's "
                                    f"({len(changes)} change{'s' if len(changes) != 1 else ''}); use the same "
                                    "config, or --overwrite to start again", *changes])
+    bad = bad_chunks(path, old)
+    if bad:
+        warnings.warn(f"{path}: {_describe(old, bad)} failed the checksum (missing or changed files); "
+                      "computing them again", LeadsimWarning, stacklevel=2)
+        old.mark_undone(bad)
+        write_manifest(path, old)
     return old, True
 
 
@@ -361,8 +553,16 @@ def open_store(path: str | os.PathLike[str], *, allow_incomplete: bool = False, 
     if manifest is not None and not manifest.complete and not allow_incomplete:
         raise StoreError(f"{path} is an incomplete run ({manifest.n_done} of {manifest.n_chunks} chunks written); "
                          f"finish it with `leadsim run CONFIG -o {path} --resume`")
-    with _quiet_zarr():
-        ds = xr.open_zarr(path)
+    if manifest is not None:
+        bad = bad_chunks(path, manifest)
+        if bad:
+            raise StoreError(f"{path} is damaged: {_describe(manifest, bad)} failed the checksum (missing or "
+                             f"changed files); recompute them with `leadsim run CONFIG -o {path} --resume`")
+    try:
+        with _quiet_zarr():
+            ds = xr.open_zarr(path)
+    except Exception as err:  # zarr raises several types for a folder that is not a store
+        raise ResultError(f"{path}: not a readable Zarr result ({type(err).__name__}: {err})") from None
     if not load:
         return ds
     with ds:
@@ -393,10 +593,13 @@ def save_zarr(ds: xr.Dataset, path: str | os.PathLike[str], chunk_draws: int | N
         manifest.chunks_done = [[0, manifest.n_chunks]] if manifest.n_chunks else []
         manifest.complete = True
     clean_stale_temporaries(path)
-    with atomic_path(path, folder=True) as tmp:
+    with StoreLock(path), atomic_path(path, folder=True) as tmp:
         enc = encode(ds)
         with _quiet_zarr():
             enc.to_zarr(tmp, mode="w-", encoding=_draw_encoding(enc, max(1, chunk)))
         if manifest is not None:
+            names = sorted(str(k) for k, v in enc.data_vars.items() if v.dims and v.dims[0] == "draw")
+            manifest.chunk_vars = names
+            manifest.chunk_sums = {str(i): chunk_checksum(tmp, i, names) for i in range(manifest.n_chunks)}
             write_manifest(tmp, manifest)
     return path
