@@ -110,7 +110,7 @@ def summary_text(ds) -> str:
         rows = [r for r in rows if not r[0].startswith("1-in-100")]
     probs = [
         (f"P({len(years)}-year loss)", [float(hor.p_loss.sel(track=t)) for t in tracks]),
-        ("P(a year's loss > guarantee)", [float(hor.p_beyond_guarantee.sel(track=t)) for t in tracks]),
+        ("P(a year's cash owed > guarantee)", [float(hor.p_beyond_guarantee.sel(track=t)) for t in tracks]),
         ("P(worst cum. loss > guarantee)",
          [float(s.p_drawdown_beyond_guarantee.sel(track=t)) for t in tracks]),
     ]
@@ -119,7 +119,8 @@ def summary_text(ds) -> str:
         f"leadsim {ds.attrs.get('leadsim_version', __version__)} | {ds.attrs.get('aco_name', '')} under "
         f"{ds.attrs.get('policy_name', '')} | {n:,} draws, seed {ds.attrs.get('seed')}",
         f"PY{years[0]} mean benchmark {_money(bench0).strip()} (after discount and withhold; lowest track); "
-        f"financial guarantee {_money(fg).strip()}; positive = paid to the ACO",
+        f"financial guarantee {_money(fg).strip()}; positive = paid to the ACO; cash owed = loss + recouped "
+        "enhanced PCC advance",
         f"{'':34}" + "".join(f"{t:>16}" for t in tracks),
     ]
     lines += [f"{label:34}" + "".join(f"{_money(v):>16}" for v in vals) for label, vals in rows]

@@ -83,7 +83,7 @@ def expected_figures(ds) -> dict[str, np.ndarray]:
         "Mean 10-year present value": cum.mean(axis=0),
         "1-in-100 10-year present value": np.array([q01(cum[:, t]) for t in range(n_tracks)]),
         "P(10-year loss)": (cum < 0).mean(axis=0),
-        "P(a year's loss > guarantee)": (cash < -fg_year[None, :, None]).any(axis=1).mean(axis=0),
+        "P(a year's cash owed > guarantee)": (cash < -fg_year[None, :, None]).any(axis=1).mean(axis=0),
         "P(worst cum. loss > guarantee)": (dd > fg).mean(axis=0),
     }
 
@@ -99,7 +99,7 @@ def test_expected_figures_agree_with_the_risk_module(printed_run):
     np.testing.assert_allclose(exp["Mean 10-year present value"], hor["mean"], rtol=1e-12)
     np.testing.assert_array_equal(exp["1-in-100 10-year present value"], -hor.VaR)
     np.testing.assert_array_equal(exp["P(10-year loss)"], hor.p_loss)
-    np.testing.assert_array_equal(exp["P(a year's loss > guarantee)"], hor.p_beyond_guarantee)
+    np.testing.assert_array_equal(exp["P(a year's cash owed > guarantee)"], hor.p_beyond_guarantee)
     np.testing.assert_array_equal(exp["P(worst cum. loss > guarantee)"], s.p_drawdown_beyond_guarantee)
 
 

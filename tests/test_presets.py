@@ -66,7 +66,7 @@ def test_run_prints_per_track_summary(runs, preset):
     for value, track in zip(printed, tracks, strict=True):
         mean = float(ds.net_settlement.sel(track=track).mean())   # over draws and years
         assert abs(value - mean) <= max(0.006 * abs(mean), 501.0), (track, value, mean)
-    for label in ("Mean 10-year total", "P(10-year loss)", "P(a year's loss > guarantee)",
+    for label in ("Mean 10-year total", "P(10-year loss)", "P(a year's cash owed > guarantee)",
                   "(1-in-100 figures need at least 100 draws"):  # 3 draws: no 1-in-100 rows (issue 14)
         assert sum(line.startswith(label) for line in lines) == 1, label
     assert not any(line.startswith("1-in-100") for line in lines)

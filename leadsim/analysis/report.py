@@ -124,7 +124,7 @@ def _horizon_rows(s: xr.Dataset) -> list[list[str]]:
             for lv in s["level"].values]
     rows += [
         row("P(ten-year loss)", lambda t: _p(float(h.p_loss.sel(track=t)), float(h.p_loss_se.sel(track=t)))),
-        row("P(some year's loss > guarantee)", lambda t: _p(float(h.p_beyond_guarantee.sel(track=t)),
+        row("P(some year's cash owed > guarantee)", lambda t: _p(float(h.p_beyond_guarantee.sel(track=t)),
                                                              float(h.p_beyond_guarantee_se.sel(track=t)))),
         row("P(worst cumulative loss > guarantee)", lambda t: _p(
             float(s.p_drawdown_beyond_guarantee.sel(track=t)), float(s.p_drawdown_beyond_guarantee_se.sel(track=t)))),
@@ -139,7 +139,7 @@ def _horizon_rows(s: xr.Dataset) -> list[list[str]]:
 
 def _annual_rows(s: xr.Dataset, track: str) -> tuple[list[str], list[list[str]]]:
     lv = 0.99 if 0.99 in s["level"].values else float(s["level"].values[-1])
-    header = ["Year", "Mean", f"VaR {_level_name(lv)}", f"TVaR {_level_name(lv)}", "P(loss)", "P(loss &gt; FG)"]
+    header = ["Year", "Mean", f"VaR {_level_name(lv)}", f"TVaR {_level_name(lv)}", "P(loss)", "P(owed &gt; FG)"]
     rows = []
     for period in s["period"].values:
         r = s.sel(period=period)
@@ -195,8 +195,9 @@ def report_html(ds: xr.Dataset, source: str | None = None, levels: Sequence[floa
              f"1.96 of them is a 95% interval. Financial guarantee (FG): {_m(fg)}.</p>"]
     parts.append("<h2>Ten-year results</h2>")
     parts.append(_table("horizon_metrics", ["Metric", *map(html.escape, tracks)], _horizon_rows(s)))
-    parts.append("<h2>Year by year</h2><p>Annual net settlement; the last row is the ten-year total (P(loss &gt; FG):"
-                 " in any year).</p>")
+    parts.append("<h2>Year by year</h2><p>Annual net settlement; the last row is the ten-year total. P(owed &gt; FG):"
+                 " probability that the cash owed at settlement (the loss plus the recouped enhanced PCC advance)"
+                 " exceeds that year's financial guarantee; on the last row, in any year.</p>")
     for t in tracks:
         header, rows = _annual_rows(s, t)
         parts.append(f"<h3>{html.escape(t)}</h3>" + _table(f"annual_metrics_{t}", header, rows))
