@@ -9,10 +9,23 @@ from __future__ import annotations
 import numpy as np
 
 from leadsim.config import Config, per_year
+from leadsim.config.schema import PopulationConfig
 from leadsim.model.marginals import SplicedMarginal, death_probability, latent_grid, normal_weights
 from leadsim.schedules import stop_loss_payout
 
 __all__ = ["expected_truncation", "price_stop_loss", "price_stop_loss_realised", "truncation_caps"]
+
+
+def _population_law(pop: PopulationConfig, z: np.ndarray, law: np.ndarray, entrant_share: np.ndarray | None,
+                    j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """Cost quantile, death probability and weight of each latent grid point of one population, its expected
+    member-months per stationary beneficiary (a decedent counts 6 months) and its entrants' share."""
+    q = SplicedMarginal(pop.zero_share, pop.sigma, pop.tail_start, pop.tail_alpha).quantile_of_latent(z)
+    dz = death_probability(z, pop.mortality, pop.death_risk_beta)
+    w = np.asarray(law, dtype=float)
+    months = float(w @ ((1.0 - dz) * 12.0 + dz * 6.0))
+    share = 0.0 if entrant_share is None else float(entrant_share[j])
+    return q, dz, w, months, share
 
 
 def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_grid: np.ndarray, latent_law: np.ndarray,
@@ -62,12 +75,7 @@ def price_stop_loss(cfg: Config, unit_mean: np.ndarray, latent_grid: np.ndarray,
     attach = np.asarray(sl.attachments)
     shares = np.asarray(sl.shares)
     for j, pop in enumerate(cfg.population.ordered()):
-        marg = SplicedMarginal(pop.zero_share, pop.sigma, pop.tail_start, pop.tail_alpha)
-        q = marg.quantile_of_latent(z)
-        dz = death_probability(z, pop.mortality, pop.death_risk_beta)
-        w = np.asarray(latent_law[j], dtype=float)
-        months = float(w @ ((1.0 - dz) * 12.0 + dz * 6.0))
-        share = 0.0 if entrant_share is None else float(entrant_share[j])
+        q, dz, w, months, share = _population_law(pop, z, latent_law[j], entrant_share, j)
         for t in range(n_years):
             m = unit_mean[j] * (1.0 + mu[j]) ** (t + 1) * (1.0 + cm[t])
             a = attach * (1.0 + mu[j]) ** t
@@ -123,12 +131,7 @@ def price_stop_loss_realised(cfg: Config, unit_mean: np.ndarray, latent_grid: np
     shares = np.asarray(sl.shares)
     cum = np.cumprod(1.0 + g, axis=1)
     for j, pop in enumerate(cfg.population.ordered()):
-        marg = SplicedMarginal(pop.zero_share, pop.sigma, pop.tail_start, pop.tail_alpha)
-        q = marg.quantile_of_latent(z)
-        dz = death_probability(z, pop.mortality, pop.death_risk_beta)
-        w = np.asarray(latent_law[j], dtype=float)
-        months = float(w @ ((1.0 - dz) * 12.0 + dz * 6.0))
-        share = 0.0 if entrant_share is None else float(entrant_share[j])
+        q, dz, w, months, share = _population_law(pop, z, latent_law[j], entrant_share, j)
         m = (unit_mean[j] * cum[:, :1, j] * (1.0 + cm)[None, :]).reshape(-1, 1)   # (draws x years, 1)
         mq = m * q[None, :]
         # row-wise sums, not a matrix product: BLAS rounding would depend on how many draws are in the chunk
