@@ -1,4 +1,4 @@
-"""Command line: ``leadsim run | validate | report | compare | export``.
+"""Command line: ``leadsim run | validate | report | compare | export | fit | synth-panel``.
 
 Exit codes: 0 success, 2 invalid input (config, override, output path), 1 unexpected failure.
 Flags mirror config keys; ``--set key=value`` overrides any key (values parsed as TOML literals).
@@ -267,6 +267,68 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- leadsim fit / synth-panel (issue 12): self-contained block --------------------------------------------
+def cmd_synth_panel(args: argparse.Namespace) -> int:
+    from leadsim.fit.synth import synth_panel
+
+    cfg = _load(args)
+    out = Path(args.output)
+    _check_output(out)
+    if args.years < 1:
+        raise UsageError(f"--years {args.years}: must be at least 1")
+    df = synth_panel(cfg, out, years=args.years, draw=args.draw)
+    print(f"Wrote {out}: {len(df):,} beneficiary-years, {df['bene_id'].nunique():,} beneficiaries, "
+          f"{args.years} years from {cfg.simulation.start_year}")
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from leadsim.errors import PanelError
+    from leadsim.fit.estimate import fit_panel
+    from leadsim.fit.panel import read_panel
+    from leadsim.fit.write import fitted_toml
+
+    out = Path(args.output)
+    _check_output(out)
+    base = _load(args) if args.config else None
+    try:
+        panel = read_panel(args.panel)
+    except PanelError as err:
+        raise UsageError(str(err)) from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LeadsimWarning)
+        result = fit_panel(panel, base=base, trend=args.trend)
+    for w in caught:
+        print(f"leadsim: warning: {w.message}", file=sys.stderr)
+    text = fitted_toml(result, base)
+    from leadsim.atomic import atomic_path
+
+    with atomic_path(out) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    print(result.summary())
+    print(f"Wrote {out}")
+    return 0
+
+
+def _add_fit_parsers(sub: argparse._SubParsersAction) -> None:
+    syn = sub.add_parser("synth-panel", help="write a beneficiary-year panel made by the simulator (for `fit`)")
+    _add_config_flags(syn)
+    syn.add_argument("-o", "--output", required=True, help="panel file (.csv, .csv.gz or .parquet)")
+    syn.add_argument("--years", type=int, default=3, help="panel years from simulation.start_year (default 3)")
+    syn.add_argument("--draw", type=int, default=0, help="which draw's trajectories (default 0)")
+    syn.set_defaults(func=cmd_synth_panel)
+    fit = sub.add_parser("fit", help="fit the cost model to a beneficiary-year panel; write a config")
+    fit.add_argument("panel", help="beneficiary-year panel (.csv, .csv.gz or .parquet; see docs/fit.md)")
+    fit.add_argument("-o", "--output", required=True, help="fitted config (TOML), loadable by `leadsim run`")
+    fit.add_argument("--base", dest="config", metavar="CONFIG",
+                     help="config whose other settings (policy, trend, ...) the fitted one keeps")
+    fit.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key of the base config")
+    fit.add_argument("--trend", type=float, default=None,
+                     help="annual spending trend putting years on one dollar basis (default: from the panel)")
+    fit.set_defaults(func=cmd_fit)
+# ---- end of the fit block ----------------------------------------------------------------------------------
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="TOML config file (see configs/default.toml)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -317,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("-o", "--output", help="also write an HTML comparison (table and figures)")
     cmp_.add_argument("--level", type=float, default=0.99, help="VaR/TVaR confidence level (default 0.99)")
     cmp_.set_defaults(func=cmd_compare)
+    _add_fit_parsers(sub)
     return parser
 
 
