@@ -123,7 +123,8 @@ def _gamma_panel(cfg, shape: float):
         entrant = first & (df.member_months == 6).to_numpy() & ~df.died.to_numpy()
         factor = np.where(entrant, 0.5, np.where(df.died.to_numpy(), pc.death_multiplier, 1.0))
         m = model.base_mean[j] * 1.05 ** (df.year.to_numpy() - cfg.simulation.start_year + 1) * factor
-        u = marg.cdf(df.spending.to_numpy() / m)
+        with np.errstate(over="ignore"):
+            u = marg.cdf(df.spending.to_numpy() / m)
         v = np.clip((u - pc.zero_share) / (1 - pc.zero_share), 1e-12, 1 - 1e-12)
         gam = stats.gamma.ppf(v, shape, scale=1.0 / shape) / (1 - pc.zero_share)
         out.loc[sel, "spending"] = (m * gam)[sel]
@@ -152,3 +153,29 @@ def test_latent_scores_match_the_model_marginal():
     got, _ = latent_scores(np.log(x), mu, 1.3, 3.0, 0.98, 0.05)
     np.testing.assert_allclose(got, z, atol=1e-8)
     assert special.ndtr(z[0]) > 0.05
+
+
+def test_import_direction():
+    """fit may import config and model; nothing in model, ledger or io imports fit, and fit does not import
+    the engine's internals (only the public ``leadsim.simulate.trajectories``)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "leadsim"
+
+    def imports(path: Path) -> set[str]:
+        out = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                out.add(node.module)
+            elif isinstance(node, ast.Import):
+                out.update(a.name for a in node.names)
+        return out
+
+    for sub in ("model", "ledger", "io", "config"):
+        for f in (root / sub).rglob("*.py"):
+            assert not any(m.startswith("leadsim.fit") for m in imports(f)), f
+    for f in (root / "fit").rglob("*.py"):
+        bad = {m for m in imports(f) if m.startswith(("leadsim.engine", "leadsim.distributed", "leadsim.ledger",
+                                                       "leadsim.analysis", "leadsim.model._kernel"))}
+        assert not bad, (f, bad)
