@@ -290,7 +290,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     _check_output(out)
-    base = _load(args) if args.config else None
+    if args.report:
+        _check_output(Path(args.report))
+    base = _load(args) if (args.config or args.set) else None
     try:
         panel = read_panel(args.panel)
     except PanelError as err:
@@ -307,6 +309,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
         tmp.write_text(text, encoding="utf-8")
     print(result.summary())
     print(f"Wrote {out}")
+    if args.report:
+        from leadsim.fit.report import fit_report_html
+
+        with atomic_path(args.report) as tmp:
+            tmp.write_text(fit_report_html(result), encoding="utf-8")
+        print(f"Wrote {args.report}")
     return 0
 
 
@@ -325,6 +333,8 @@ def _add_fit_parsers(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key of the base config")
     fit.add_argument("--trend", type=float, default=None,
                      help="annual spending trend putting years on one dollar basis (default: from the panel)")
+    fit.add_argument("--report", metavar="HTML", help="also write the fit report (QQ/PP, tail, persistence, "
+                     "mortality by decile, concentration, goodness of fit)")
     fit.set_defaults(func=cmd_fit)
 # ---- end of the fit block ----------------------------------------------------------------------------------
 

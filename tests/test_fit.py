@@ -59,7 +59,14 @@ def test_fit_cli_end_to_end(tmp_path, capsys):
                     'regional_sd = 0.0\naco_sd = 0.0\n[policy]\npreset = "lead_py2027"\n')
     panel, out = tmp_path / "panel.csv", tmp_path / "fitted.toml"
     assert main(["synth-panel", str(base), "-o", str(panel), "--years", "3"]) == 0
-    assert main(["fit", str(panel), "-o", str(out), "--base", str(base), "--trend", "0.05"]) == 0
+    assert main(["fit", str(panel), "-o", str(out), "--base", str(base), "--report",
+                 str(tmp_path / "nowhere" / "fit.html")]) == 2  # checked before any work: nothing written
+    assert not out.exists()
+    report = tmp_path / "fit.html"
+    assert main(["fit", str(panel), "-o", str(out), "--base", str(base), "--trend", "0.05",
+                 "--report", str(report)]) == 0
+    page = report.read_text()
+    assert page.count("<img") == 2 and "Goodness of fit: KS D" in page and "Concentration" in page
     err = capsys.readouterr().err
     assert "population esrd: only" in err and "keeps the base config's values" in err
     text = out.read_text()
@@ -179,3 +186,26 @@ def test_import_direction():
         bad = {m for m in imports(f) if m.startswith(("leadsim.engine", "leadsim.distributed", "leadsim.ledger",
                                                        "leadsim.analysis", "leadsim.model._kernel"))}
         assert not bad, (f, bad)
+
+
+@pytest.mark.slow
+def test_standard_errors_honest_across_seeds():
+    """Coverage of the 95% intervals (estimate +- 1.96 SE) across 16 seeds of a 6,000-beneficiary panel: the
+    Aged & Disabled shape, persistence and death parameters (8 x 16 = 128 intervals) cover the truth at a rate
+    consistent with 95% (at least 85%: the binomial 1-in-1000 lower bound for 128 intervals is about 88%)."""
+    covered, total, worst = 0, 0, []
+    for seed in range(16):
+        cfg = _cfg(**{"aco.beneficiaries": 6000, "simulation.seed": 1000 + seed})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LeadsimWarning)
+            pf = fit_panel(validate_frame(panel_frame(cfg, years=3)), base=cfg, trend=0.05).populations[
+                "aged_disabled"]
+        truth = cfg.population.aged_disabled
+        for key in SHAPE_KEYS:
+            est = pf.estimates[key]
+            z = (est.value - getattr(truth, key)) / est.se
+            covered += abs(z) <= 1.96
+            total += 1
+            worst.append((abs(z), seed, key))
+    rate = covered / total
+    assert rate >= 0.85, (rate, sorted(worst)[-6:])

@@ -52,8 +52,9 @@ class PopulationFit:
     note: str = ""
     gof_statistic: float = float("nan")
     gof_pvalue: float = float("nan")
-    lag2: tuple[float, float] = (float("nan"), float("nan"))  # (lag-2 latent correlation, rho^2)
+    lag2: tuple[float, float] = (float("nan"), float("nan"))  # (lag-2 latent slope, rho^2)
     loglik: float = float("nan")
+    diagnostics: dict = field(default_factory=dict, repr=False)  # arrays for the fit report
 
     @property
     def flagged(self) -> bool:
@@ -459,7 +460,7 @@ def _fit_population(d: _PopData, tau: float) -> tuple[dict[str, Estimate], float
     return out, -res_fun * d.n_obs, theta
 
 
-def _gof(d: _PopData, theta: np.ndarray, tau: float, seed: int = 12) -> tuple[float, float]:
+def _gof(d: _PopData, theta: np.ndarray, tau: float, seed: int = 12) -> tuple[float, float, np.ndarray]:
     """Kolmogorov-Smirnov test of the probability integral transforms (PIT) against U(0, 1).
 
     Entrants' PIT is ``u = F(x)``; a continuing member's is ``Phi((z_t - rho z_{t-1}) / sqrt(1 - rho^2))``, which
@@ -481,7 +482,31 @@ def _gof(d: _PopData, theta: np.ndarray, tau: float, seed: int = 12) -> tuple[fl
         pits.append(rng.uniform(0.0, 1.0, top.size) * top)
     u = np.concatenate(pits)
     res = stats.kstest(u, "uniform")
-    return float(res.statistic), float(res.pvalue)
+    return float(res.statistic), float(res.pvalue), u
+
+
+def _diagnostics(d: _PopData, theta: np.ndarray, tau: float, pits: np.ndarray) -> dict:
+    """What the fit report plots: PITs, entrants' spending, the fitted parameters, mortality by latent decile,
+    the lag-1 slope of scores (subsampled to at most 20,000 points each)."""
+    mu, sigma, alpha, p0, rho, beta, c, _ = _unpack(theta, d.has_zeros, tau)
+    rng = np.random.default_rng(5)
+
+    def cap(a: np.ndarray, n: int = 20_000) -> np.ndarray:
+        return np.sort(a if a.size <= n else rng.choice(a, n, replace=False))
+
+    zp, _ = latent_scores(d.prev_logx, mu, sigma, alpha, tau, p0)
+    br = beta * rho
+    pred = special.ndtr((br * zp - c) / np.sqrt(max(1.0 - br * br, 1e-12)))
+    edges = np.quantile(zp, np.linspace(0, 1, 11)) if zp.size >= 50 else np.array([])
+    dec = np.clip(np.searchsorted(edges, zp, side="right") - 1, 0, 9) if edges.size else np.zeros(0, int)
+    mort = [(float(d.cur_died[dec == k].mean()), float(pred[dec == k].mean()), int((dec == k).sum()))
+            for k in range(10) if (dec == k).any()]
+    live = d.cur_pos & ~d.cur_died
+    zc, _ = latent_scores(d.cur_logx[live], mu, sigma, alpha, tau, p0)
+    lag1 = _slope(zp[live], zc) if live.sum() > 30 else float("nan")
+    return {"pits": cap(pits), "entrant_logx": cap(d.ent_logx), "entrant_zeros": d.ent_zeros,
+            "params": {"mu": mu, "sigma": sigma, "alpha": alpha, "p0": p0, "tau": tau, "rho": rho},
+            "mortality_by_decile": mort, "lag1": lag1}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -605,7 +630,8 @@ def fit_panel(panel: Panel, base: Config | None = None, trend: float | None = No
         est, ll, theta = _fit_population(data, tau)
         pf.estimates.update(est)
         pf.loglik = ll
-        pf.gof_statistic, pf.gof_pvalue = _gof(data, theta, tau)
+        pf.gof_statistic, pf.gof_pvalue, pits = _gof(data, theta, tau)
+        pf.diagnostics = _diagnostics(data, theta, tau, pits)
         pf.lag2 = _lag2(panel, rows, j, theta, tau, data.has_zeros)
     # transitions out of Aged & Disabled, between consecutive rows
     k = rows.prev >= 0
@@ -655,7 +681,8 @@ def _pop_data(panel: Panel, rows: _Rows, j: int, tau: float) -> _PopData:
 
 
 def _lag2(panel: Panel, rows: _Rows, j: int, theta: np.ndarray, tau: float, has_zeros: bool) -> tuple[float, float]:
-    """Correlation of the latent scores two years apart (positive spending, no death), against ``rho^2``."""
+    """Slope of the latent score on its value two years before (positive spending, no death), against
+    ``rho^2``: the AR(1) check of docs/fit.md §2.3."""
     mu, sigma, alpha, p0, rho, *_ = _unpack(theta, has_zeros, tau)
     k = rows.prev
     k2 = np.where(k >= 0, k[np.maximum(k, 0)], -1)
@@ -667,4 +694,10 @@ def _lag2(panel: Panel, rows: _Rows, j: int, theta: np.ndarray, tau: float, has_
     za, _ = latent_scores(np.log(x[sel]), mu, sigma, alpha, tau, p0)
     i2 = k2[sel]
     zb, _ = latent_scores(np.log(x[i2] / rows.exposure[i2]), mu, sigma, alpha, tau, p0)
-    return float(np.corrcoef(za, zb)[0, 1]), rho * rho
+    return _slope(zb, za), rho * rho
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of ``y`` on ``x`` (selection on ``x`` leaves it unbiased, unlike a correlation)."""
+    xc = x - x.mean()
+    return float(xc @ (y - y.mean()) / (xc @ xc))
