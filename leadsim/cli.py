@@ -292,6 +292,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     _check_output(out)
     if args.report:
         _check_output(Path(args.report))
+    if args.parameter_risk < 0 or args.parameter_risk == 1:
+        raise UsageError(f"--parameter-risk {args.parameter_risk}: needs at least 2 parameter sets")
     base = _load(args) if (args.config or args.set) else None
     try:
         panel = read_panel(args.panel)
@@ -315,6 +317,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
         with atomic_path(args.report) as tmp:
             tmp.write_text(fit_report_html(result), encoding="utf-8")
         print(f"Wrote {args.report}")
+    if args.parameter_risk:
+        from leadsim.fit.uncertainty import parameter_risk, parameter_sets
+        from leadsim.fit.write import fitted_config
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LeadsimWarning)
+            sets = parameter_sets(result, fitted_config(result, base), args.parameter_risk)
+            draws = max(2, sets[0].simulation.draws // args.parameter_risk)
+            print(f"Parameter risk: {args.parameter_risk} parameter sets x {draws} draws (common random numbers)")
+            print(parameter_risk(sets, draws).summary())
     return 0
 
 
@@ -335,6 +347,9 @@ def _add_fit_parsers(sub: argparse._SubParsersAction) -> None:
                      help="annual spending trend putting years on one dollar basis (default: from the panel)")
     fit.add_argument("--report", metavar="HTML", help="also write the fit report (QQ/PP, tail, persistence, "
                      "mortality by decile, concentration, goodness of fit)")
+    fit.add_argument("--parameter-risk", dest="parameter_risk", type=int, metavar="N", default=0,
+                     help="also simulate N parameter sets drawn from the fit and report the parameter-risk share "
+                     "of the ten-year variance")
     fit.set_defaults(func=cmd_fit)
 # ---- end of the fit block ----------------------------------------------------------------------------------
 

@@ -209,3 +209,32 @@ def test_standard_errors_honest_across_seeds():
             worst.append((abs(z), seed, key))
     rate = covered / total
     assert rate >= 0.85, (rate, sorted(worst)[-6:])
+
+
+def test_parameter_sets_and_parameter_risk():
+    """Parameter sets drawn from a fit are valid, differ where the fit is uncertain and keep unfitted keys; with
+    every covariance set to zero they are identical and, on common random numbers, the parameter-risk share is
+    exactly 0; with the fit's covariance it is positive."""
+    from leadsim.fit.uncertainty import parameter_risk, parameter_sets
+    from leadsim.fit.write import fitted_config
+
+    cfg = _cfg(**{"aco.beneficiaries": 3000, "simulation.draws": 8})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LeadsimWarning)
+        res = fit_panel(validate_frame(panel_frame(cfg, years=3)), base=cfg, trend=0.05)
+        fitted = fitted_config(res, cfg)
+    sets = parameter_sets(res, fitted, 4, seed=3)
+    sig = [c.population.aged_disabled.sigma for c in sets]
+    se = res.populations["aged_disabled"].estimates["sigma"].se
+    assert len(set(sig)) == 4 and max(abs(s - fitted.population.aged_disabled.sigma) for s in sig) < 5 * se
+    assert all(c.population.esrd == fitted.population.esrd for c in sets)  # not fitted: kept
+    risk = parameter_risk(sets, 6)
+    assert risk.set_means.shape == (4, len(risk.tracks)) and (risk.parameter_share > 0).all()
+    assert (risk.parameter_share <= 1).all()
+    pf = res.populations["aged_disabled"]
+    pf.theta_cov = np.zeros_like(pf.theta_cov)
+    for k, e in pf.estimates.items():
+        pf.estimates[k] = type(e)(e.value, 0.0)
+    same = parameter_sets(res, fitted, 3)
+    assert same[0] == same[1] == same[2]
+    assert (parameter_risk(same, 4).parameter_var == 0).all()

@@ -18,7 +18,8 @@ from scipy import optimize, special, stats
 from leadsim.config import POPULATIONS, Config, LeadsimWarning, load_config
 from leadsim.fit.panel import Panel
 
-__all__ = ["MIN_BENEFICIARIES", "Estimate", "FitResult", "PopulationFit", "fit_panel", "latent_scores"]
+__all__ = ["MIN_BENEFICIARIES", "Estimate", "FitResult", "PopulationFit", "fit_panel", "latent_scores",
+           "natural_parameters"]
 
 MIN_BENEFICIARIES = 1000
 """A population with fewer distinct beneficiaries keeps the base config's values (with a warning)."""
@@ -55,6 +56,9 @@ class PopulationFit:
     lag2: tuple[float, float] = (float("nan"), float("nan"))  # (lag-2 latent slope, rho^2)
     loglik: float = float("nan")
     diagnostics: dict = field(default_factory=dict, repr=False)  # arrays for the fit report
+    theta: np.ndarray | None = field(default=None, repr=False)  # ML point on the transformed scale (_unpack)
+    theta_cov: np.ndarray | None = field(default=None, repr=False)  # its covariance (8 x 8; zero rows: fixed)
+    tail_start: float = 0.99
 
     @property
     def flagged(self) -> bool:
@@ -178,6 +182,13 @@ def _unpack(theta: np.ndarray, has_zeros: bool, tau: float) -> tuple[float, ...]
     p0 = float(special.expit(lp0)) if has_zeros else 0.0
     return mu, sigma, 1.0 + float(np.exp(la)), p0, float(np.tanh(ar)), float(np.tanh(ab)), c, \
         float(np.exp(ldm))
+
+
+def natural_parameters(theta: np.ndarray, has_zeros: bool, tau: float) -> dict[str, float]:
+    """The config values of a point ``theta`` of the likelihood's transformed scale (see :func:`_unpack`)."""
+    _, sigma, alpha, p0, rho, beta, c, dm = _unpack(theta, has_zeros, tau)
+    return {"zero_share": p0, "sigma": sigma, "tail_alpha": alpha, "rho": rho, "death_risk_beta": beta,
+            "mortality": float(special.ndtr(-c)), "death_multiplier": dm}
 
 
 def _zero_integral(zprev: np.ndarray, rho: float, s: float, z0: float, beta: float, bs: float, c: float,
@@ -388,7 +399,7 @@ def _newton(d: _PopData, tau: float, theta: np.ndarray, free: np.ndarray, hess: 
     return theta, f0
 
 
-def _fit_population(d: _PopData, tau: float) -> tuple[dict[str, Estimate], float, np.ndarray]:
+def _fit_population(d: _PopData, tau: float) -> tuple[dict[str, Estimate], float, np.ndarray, np.ndarray]:
     """Maximise the likelihood; SEs from the inverse observed information, mapped by the delta method.
 
     Notes
@@ -457,7 +468,8 @@ def _fit_population(d: _PopData, tau: float) -> tuple[dict[str, Estimate], float
     dm_est = _death_multiplier(d, theta, tau, cov)
     out["death_multiplier"] = dm_est
     theta[7] = np.log(dm_est.value)
-    return out, -res_fun * d.n_obs, theta
+    cov[7, 7] = (dm_est.se / dm_est.value) ** 2 if np.isfinite(dm_est.se) else 0.0
+    return out, -res_fun * d.n_obs, theta, cov
 
 
 def _gof(d: _PopData, theta: np.ndarray, tau: float, seed: int = 12) -> tuple[float, float, np.ndarray]:
@@ -627,7 +639,8 @@ def fit_panel(panel: Panel, base: Config | None = None, trend: float | None = No
         pf.estimates["exit_rate"] = _binomial(float((at_risk & ~has_next).sum()), float(at_risk.sum()))
         tau = base.population[name].tail_start
         data = _pop_data(panel, rows, j, tau)
-        est, ll, theta = _fit_population(data, tau)
+        est, ll, theta, cov = _fit_population(data, tau)
+        pf.theta, pf.theta_cov, pf.tail_start = theta, cov, tau
         pf.estimates.update(est)
         pf.loglik = ll
         pf.gof_statistic, pf.gof_pvalue, pits = _gof(data, theta, tau)
