@@ -208,6 +208,7 @@ def test_standard_errors_honest_across_seeds():
             total += 1
             worst.append((abs(z), seed, key))
     rate = covered / total
+    print(f"95% interval coverage: {covered}/{total} = {rate:.3f}")
     assert rate >= 0.85, (rate, sorted(worst)[-6:])
 
 
