@@ -116,9 +116,10 @@ def test_recovery_20000_beneficiaries(seed):
     fitted_config(res, cfg)  # validates
 
 
-def _gamma_panel(cfg, shape: float):
-    """The synthetic panel with each positive spending's latent mapped through a gamma body instead of the
-    lognormal-Pareto one (same zeros, persistence, deaths and exposures)."""
+def _body_panel(cfg, ppf):
+    """The synthetic panel with each positive spending's latent mapped through another body ``ppf`` (a mean-1
+    quantile function of the positive part) instead of the lognormal-Pareto one (same zeros, persistence,
+    deaths and exposures)."""
     df = panel_frame(cfg, years=3)
     model = cohort_model(cfg)
     out = df.copy()
@@ -133,20 +134,33 @@ def _gamma_panel(cfg, shape: float):
         with np.errstate(over="ignore"):
             u = marg.cdf(df.spending.to_numpy() / m)
         v = np.clip((u - pc.zero_share) / (1 - pc.zero_share), 1e-12, 1 - 1e-12)
-        gam = stats.gamma.ppf(v, shape, scale=1.0 / shape) / (1 - pc.zero_share)
-        out.loc[sel, "spending"] = (m * gam)[sel]
+        out.loc[sel, "spending"] = (m * ppf(v) / (1 - pc.zero_share))[sel]
     return out
 
 
+def _gamma_ppf(shape: float):
+    return lambda v: stats.gamma.ppf(v, shape, scale=1.0 / shape)
+
+
+def _mixture_ppf(weight: float = 0.7, mu2: float = 1.8, sigma: float = 0.7):
+    """Two lognormal classes (log-means 0 and ``mu2``, log-sd ``sigma``), normalised to mean 1, by inversion."""
+    grid = np.linspace(-8 * sigma, mu2 + 8 * sigma, 20001)
+    cdf = weight * stats.norm.cdf(grid / sigma) + (1 - weight) * stats.norm.cdf((grid - mu2) / sigma)
+    mean = np.exp(sigma**2 / 2) * (weight + (1 - weight) * np.exp(mu2))
+    return lambda v: np.exp(np.interp(v, cdf, grid)) / mean
+
+
 @pytest.mark.slow
-def test_goodness_of_fit_flags_gamma_body():
-    """Same panel twice: with the model's lognormal-Pareto body the fit is not flagged; with a gamma body
-    (shape 0.7) the KS statistic of the probability integral transforms rejects at 1%."""
+def test_goodness_of_fit_flags_gamma_and_mixture_bodies():
+    """Same panel three times: with the model's lognormal-Pareto body the fit is not flagged; with a gamma body
+    (shape 0.7) or a two-class lognormal mixture body the KS statistic of the probability integral transforms
+    rejects at 1% (in fact p < 1e-4)."""
     cfg = _cfg(**{"aco.beneficiaries": 8000})
     good = fit_panel(validate_frame(panel_frame(cfg, years=3)), base=cfg, trend=0.05).populations["aged_disabled"]
-    bad = fit_panel(validate_frame(_gamma_panel(cfg, 0.7)), base=cfg, trend=0.05).populations["aged_disabled"]
     assert good.gof_pvalue > 0.01 and not good.flagged
-    assert bad.flagged and bad.gof_pvalue < 1e-4 and bad.gof_statistic > 2 * good.gof_statistic
+    for ppf in (_gamma_ppf(0.7), _mixture_ppf()):
+        bad = fit_panel(validate_frame(_body_panel(cfg, ppf)), base=cfg, trend=0.05).populations["aged_disabled"]
+        assert bad.flagged and bad.gof_pvalue < 1e-4 and bad.gof_statistic > 2 * good.gof_statistic
 
 
 def test_latent_scores_match_the_model_marginal():
