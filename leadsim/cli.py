@@ -1,4 +1,4 @@
-"""Command line: ``leadsim run | validate | report | compare | export``.
+"""Command line: ``leadsim run | validate | report | compare | export | fit | synth-panel``.
 
 Exit codes: 0 success, 2 invalid input (config, override, output path), 1 unexpected failure.
 Flags mirror config keys; ``--set key=value`` overrides any key (values parsed as TOML literals).
@@ -304,6 +304,93 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- leadsim fit / synth-panel (issue 12): self-contained block --------------------------------------------
+def cmd_synth_panel(args: argparse.Namespace) -> int:
+    from leadsim.fit.synth import synth_panel
+
+    cfg = _load(args)
+    out = Path(args.output)
+    _check_output(out)
+    if args.years < 1:
+        raise UsageError(f"--years {args.years}: must be at least 1")
+    df = synth_panel(cfg, out, years=args.years, draw=args.draw)
+    print(f"Wrote {out}: {len(df):,} beneficiary-years, {df['bene_id'].nunique():,} beneficiaries, "
+          f"{args.years} years from {cfg.simulation.start_year}")
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from leadsim.errors import PanelError
+    from leadsim.fit.estimate import fit_panel
+    from leadsim.fit.panel import read_panel
+    from leadsim.fit.write import fitted_toml
+
+    out = Path(args.output)
+    _check_output(out)
+    if args.report:
+        _check_output(Path(args.report))
+    if args.parameter_risk < 0 or args.parameter_risk == 1:
+        raise UsageError(f"--parameter-risk {args.parameter_risk}: needs at least 2 parameter sets")
+    base = _load(args) if (args.config or args.set) else None
+    try:
+        panel = read_panel(args.panel)
+    except PanelError as err:
+        raise UsageError(str(err)) from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LeadsimWarning)
+        result = fit_panel(panel, base=base, trend=args.trend)
+    for w in caught:
+        print(f"leadsim: warning: {w.message}", file=sys.stderr)
+    text = fitted_toml(result, base)
+    from leadsim.atomic import atomic_path
+
+    with atomic_path(out) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    print(result.summary())
+    print(f"Wrote {out}")
+    if args.report:
+        from leadsim.fit.report import fit_report_html
+
+        with atomic_path(args.report) as tmp:
+            tmp.write_text(fit_report_html(result), encoding="utf-8")
+        print(f"Wrote {args.report}")
+    if args.parameter_risk:
+        from leadsim.fit.uncertainty import parameter_risk, parameter_sets
+        from leadsim.fit.write import fitted_config
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LeadsimWarning)
+            sets = parameter_sets(result, fitted_config(result, base), args.parameter_risk)
+            draws = max(2, sets[0].simulation.draws // args.parameter_risk)
+            print(f"Parameter risk: {args.parameter_risk} parameter sets x {draws} draws (common random numbers)")
+            print(parameter_risk(sets, draws).summary())
+    return 0
+
+
+def _add_fit_parsers(sub: argparse._SubParsersAction) -> None:
+    syn = sub.add_parser("synth-panel", help="write a beneficiary-year panel made by the simulator (for `fit`)")
+    _add_config_flags(syn)
+    syn.add_argument("-o", "--output", required=True, help="panel file (.csv, .csv.gz or .parquet)")
+    syn.add_argument("--years", type=int, default=3, help="panel years from simulation.start_year (default 3)")
+    syn.add_argument("--draw", type=int, default=0, help="which draw's trajectories (default 0)")
+    syn.set_defaults(func=cmd_synth_panel)
+    fit = sub.add_parser("fit", help="fit the cost model to a beneficiary-year panel; write a config")
+    fit.add_argument("panel", help="beneficiary-year panel (.csv, .csv.gz or .parquet; see docs/fit.md)")
+    fit.add_argument("-o", "--output", required=True, help="fitted config (TOML), loadable by `leadsim run`")
+    fit.add_argument("--base", dest="config", metavar="CONFIG",
+                     help="config whose other settings (policy, trend, ...) the fitted one keeps")
+    fit.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key of the base config")
+    fit.add_argument("--trend", type=float, default=None,
+                     help="annual spending trend putting years on one dollar basis (default: from the panel)")
+    fit.add_argument("--report", metavar="HTML", help="also write the fit report (QQ/PP, tail, persistence, "
+                     "mortality by decile, concentration, goodness of fit)")
+    fit.add_argument("--parameter-risk", dest="parameter_risk", type=int, metavar="N", default=0,
+                     help="also simulate N parameter sets drawn from the fit and report the parameter-risk share "
+                     "of the ten-year variance")
+    fit.set_defaults(func=cmd_fit)
+# ---- end of the fit block ----------------------------------------------------------------------------------
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="TOML config file (see configs/default.toml)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -358,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--level", type=float, default=0.99, help="VaR/TVaR confidence level (default 0.99)")
     cmp_.add_argument("--overwrite", action="store_true", help="replace an existing HTML file")
     cmp_.set_defaults(func=cmd_compare)
+    _add_fit_parsers(sub)
     return parser
 
 

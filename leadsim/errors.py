@@ -13,6 +13,7 @@ __all__ = [
     "LeadsimError",
     "LeadsimWarning",
     "OutputError",
+    "PanelError",
     "ResultError",
     "ResumeMismatchError",
     "StoreError",
@@ -51,6 +52,10 @@ class ResumeMismatchError(ConfigError):
 
 class ResultError(LeadsimError, ValueError):
     """A dataset that is not a readable leadsim result (no config, wrong schema, foreign file)."""
+
+
+class PanelError(LeadsimError, ValueError):
+    """A beneficiary-year panel that cannot be fitted: one line naming the column and the first offending rows."""
 
 
 class DaskUnavailableError(LeadsimError, ImportError):

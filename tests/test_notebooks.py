@@ -13,7 +13,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 
 def test_notebooks_found_and_committed_without_outputs():
-    assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_tail_risk.ipynb", "03_lead_vs_mssp.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_tail_risk.ipynb", "03_lead_vs_mssp.ipynb",
+                                         "05_fit_your_aco.ipynb"]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         for cell in nb.cells:
@@ -27,6 +28,8 @@ def test_notebook_executes(path, monkeypatch, tmp_path):
     monkeypatch.setenv("LEADSIM_NB_DRAWS", os.environ.get("LEADSIM_NB_DRAWS", "100"))
     monkeypatch.setenv("LEADSIM_NB_BENEFICIARIES", os.environ.get("LEADSIM_NB_BENEFICIARIES", "1000"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    repo = str(Path(__file__).resolve().parents[1])  # the kernel imports this checkout's leadsim
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p))
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
