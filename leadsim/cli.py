@@ -304,7 +304,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- leadsim fit / synth-panel (issue 12): self-contained block --------------------------------------------
+# ---- leadsim fit / synth-panel: fitting a config to an ACO's own panel -----------------------------------------------
 def cmd_synth_panel(args: argparse.Namespace) -> int:
     from leadsim.fit.synth import synth_panel
 

@@ -42,6 +42,7 @@ LAYER_OF_PREFIX = {  # longest matching prefix wins
     "leadsim.simulate": "engine",
     "leadsim.testing": "testing",             # numpy reference twins: model only, never the orchestrator
     "leadsim.testing.calibration": "checks",  # model-vs-public-facts runs: a user of the whole API
+    "leadsim.fit": "fit",               # fitting a config to an ACO's panel: config, cost model, simulate
     "leadsim.cli": "cli",
     "leadsim": "api",                   # the package's __init__: the public facade
 }
@@ -57,7 +58,8 @@ ALLOWED = {
     "testing": {"base", "config", "model", "testing"},
     "checks": {"base", "config", "model", "ledger", "io", "analysis", "engine", "api", "testing"},
     "api": {"base", "config", "io", "analysis", "engine"},
-    "cli": {"base", "config", "io", "analysis", "engine", "api", "cli"},
+    "fit": {"base", "config", "model", "engine", "fit"},
+    "cli": {"base", "config", "io", "analysis", "engine", "api", "fit", "cli"},
 }
 
 

@@ -20,7 +20,7 @@ from leadsim.fit.write import fitted_config
 from leadsim.model.cohort import cohort_model
 from leadsim.model.marginals import SplicedMarginal
 
-FLAT_TREND = {"trend.national_sd": 0.0, "trend.regional_sd": 0.0, "trend.aco_sd": 0.0,
+FLAT_TREND = {"trend.national_sd": 0.0, "trend.regional_sd": 0.0, "trend.aco_level_sd": 0.0,
               "trend.national_mean": {"aged_disabled": 0.05, "esrd": 0.05, "high_needs": 0.05}}
 SHAPE_KEYS = ("zero_share", "sigma", "tail_alpha", "rho", "mortality", "death_multiplier", "death_risk_beta",
               "exit_rate")
@@ -56,7 +56,7 @@ def test_fit_cli_end_to_end(tmp_path, capsys):
     small populations keep the base values with a warning; the fitted A&D shape is within 4 SEs of the truth."""
     base = tmp_path / "base.toml"
     base.write_text('[simulation]\ndraws = 8\n[aco]\nbeneficiaries = 3000\n[trend]\nnational_sd = 0.0\n'
-                    'regional_sd = 0.0\naco_sd = 0.0\n[policy]\npreset = "lead_py2027"\n')
+                    'regional_sd = 0.0\naco_level_sd = 0.0\n[policy]\npreset = "lead_py2027"\n')
     panel, out = tmp_path / "panel.csv", tmp_path / "fitted.toml"
     assert main(["synth-panel", str(base), "-o", str(panel), "--years", "3"]) == 0
     assert main(["fit", str(panel), "-o", str(out), "--base", str(base), "--report",

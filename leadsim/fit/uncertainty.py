@@ -7,7 +7,7 @@ mean cost from their own normal approximations). :func:`parameter_risk` simulate
 random numbers (common random numbers: draw ``d`` has the same shocks under every set) and splits the variance
 of the ten-year result into process and parameter risk.
 
-This is the "posterior draws" route of issue 12 (a normal approximation to the posterior under a flat prior:
+This is the "posterior draws" route (a normal approximation to the posterior under a flat prior:
 Bernstein-von Mises), run outside the engine; ``simulation.parameter_draws`` (a keyed parameter set per draw
 inside one run) is not implemented yet.
 """
@@ -120,12 +120,12 @@ def parameter_risk(configs: list[Config], draws: int) -> ParameterRisk:
     gives ``Var(a) = (MS_sets - MS_int) / draws`` and ``Var(b) = (MS_draws - MS_int) / sets`` (each floored
     at 0) and ``Var(Y) = Var(a) + Var(b) + MS_int``; the parameter-risk share is ``Var(a) / Var(Y)``.
     """
-    import leadsim
+    from leadsim.simulate import simulate
 
     ys, tracks = [], None
     for cfg in configs:
         cfg = load_config(cfg, overrides={"simulation.draws": draws})
-        ds = leadsim.simulate(cfg, progress=False)
+        ds = simulate(cfg, progress=False)
         ys.append(ds["cumulative_settlement"].transpose("draw", "track").values)
         tracks = [str(t) for t in ds["track"].values]
     y = np.array(ys)  # (sets, draws, tracks)
