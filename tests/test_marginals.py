@@ -96,13 +96,13 @@ def test_quantiles_match_exact(case):
         assert interp_table(m.table(), np.array([m.zero_latent - 2 * GRID_H]))[0] == 0.0
 
 
-@pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.parametrize("case", [c for c in CASES if splice_probability(c) < 1.0], ids=_ids)
 def test_table_at_the_splice(case):
-    """At the kink where the Pareto tail starts, interpolation errs most: within 1e-3 (measured <= 3.3e-4)."""
+    """At the kink where the Pareto tail starts, interpolation errs most: within 1e-3 (measured <= 3.3e-4).
+
+    Only the cases with a tail (a marginal without one has no splice)."""
     m, ex = SplicedMarginal(*case), ExactSpliced(*case)
     u = splice_probability(case)
-    if u >= 1.0:
-        pytest.skip("no tail")
     assert float(interp_table(m.table(), special.ndtri(u))) == pytest.approx(float(ex.ppf(u)), rel=1e-3)
 
 
