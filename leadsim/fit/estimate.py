@@ -97,7 +97,7 @@ class FitResult:
             lines.append("    " + ", ".join(f"{k} = {e.value:.4g} ({e.se:.2g})" for k, e in pf.estimates.items()))
         lines.append("  transitions: " + ", ".join(f"{k} = {e.value:.4g} ({e.se:.2g})"
                                                     for k, e in self.transitions.items()))
-        lines.append("  entrant mix: " + ", ".join(f"{k} = {e.value:.4g} ({e.se:.2g})" for k, e in self.mix.items()))
+        lines.append("  aligned mix: " + ", ".join(f"{k} = {e.value:.4g} ({e.se:.2g})" for k, e in self.mix.items()))
         return "\n".join(lines)
 
 
@@ -653,8 +653,13 @@ def fit_panel(panel: Panel, base: Config | None = None, trend: float | None = No
     transitions = {"esrd_rate": _binomial(float((from_ad & (pop == 1)).sum()), n_ad),
                    "high_needs_rate": _binomial(float((from_ad & (pop == 2)).sum()), n_ad)}
     ent = rows.entrant
-    n_ent = float(ent.sum())
-    mix = {name: _binomial(float((ent & (pop == j)).sum()), n_ent) for j, name in enumerate(POPULATIONS)}
+    # aco.mix is the aligned mix (the model solves the entrants' mix that keeps it): member-month shares of the
+    # populations over all years, with a binomial SE on one year's count (one beneficiary's rows are not independent)
+    mm, p_all = panel.member_months, panel.population
+    n_year = len(p_all) / (panel.years[1] - panel.years[0] + 1)
+    shares = [float(mm[p_all == j].sum() / mm.sum()) for j in range(len(POPULATIONS))]
+    mix = {name: Estimate(q, float(np.sqrt(q * (1.0 - q) / n_year)))
+           for name, q in zip(POPULATIONS, shares, strict=True)}
     in_last = panel.year == last
     share = {name: float((ent & in_last & (pop == j)).sum() / max((in_last & (pop == j)).sum(), 1))
              for j, name in enumerate(POPULATIONS)}

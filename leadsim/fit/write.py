@@ -64,7 +64,7 @@ def fitted_toml(result: FitResult, base: Config | None = None) -> str:
         gof = (f"goodness of fit KS D = {pf.gof_statistic:.4f}, p = {pf.gof_pvalue:.3g}"
                f"{' -- POOR FIT: the lognormal-Pareto marginal is rejected' if pf.flagged else ''}")
         head.append(f"# {name}: {pf.n_bene:,} beneficiaries; " + (gof if pf.fitted else pf.note))
-    lines = [*head, "", tomli_w.dumps(data).rstrip(), "", "[aco.mix]  # entrants' populations"]
+    lines = [*head, "", tomli_w.dumps(data).rstrip(), "", "[aco.mix]  # aligned mix (entrants' mix solved to keep it)"]
     mix = _mix(result)
     lines += [f"{k} = {_num(mix[k])}  # [FIT] se {result.mix[k].se:.2g}, {tag}" for k in POPULATIONS]
     for name in POPULATIONS:
