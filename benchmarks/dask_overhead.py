@@ -29,23 +29,19 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
-import platform
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import xarray as xr
+from _common import commit, machine, write_result
 
 import leadsim
 from leadsim.config import LeadsimWarning
 from leadsim.distributed import cluster, simulate_distributed
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _cfg(draws: int, threads: int, chunk: int) -> leadsim.Config:
@@ -67,14 +63,6 @@ def _strip(ds: xr.Dataset) -> xr.Dataset:
     ds.attrs.pop("created", None)
     ds.attrs.pop("config_toml", None)
     return ds
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -136,14 +124,11 @@ def main(argv: list[str] | None = None) -> dict:
         "cluster_startup_seconds": startup,
         "bit_identical": True,
         "load_before": load_before, "load_after": load_after,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
-        "leadsim_version": leadsim.__version__, "commit": _commit(), "timestamp": stamp,
+        "machine": machine(),
+        "leadsim_version": leadsim.__version__, "commit": commit(), "timestamp": stamp,
     }
     if not args.no_json:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        out = RESULTS / f"dask_overhead-{stamp}-{record['commit']}.json"
-        out.write_text(json.dumps(record, indent=1))
-        print(f"wrote {out.relative_to(ROOT)}")
+        write_result("dask_overhead", record)
     return record
 
 

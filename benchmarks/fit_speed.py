@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
-import platform
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
+
+from _common import commit, machine, write_result
 
 import leadsim
 from leadsim.config import LeadsimWarning
@@ -42,15 +40,6 @@ from leadsim.fit.synth import panel_frame, write_panel
 from leadsim.fit.write import fitted_config
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _best(fn, reps: int):
@@ -108,14 +97,11 @@ def main(argv: list[str] | None = None) -> dict:
     record = {
         "benchmark": "fit_speed", "rows": panel.n_rows, "beneficiaries": panel.n_bene,
         "seconds": dict(rows), "target_seconds": 30.0,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
-        "leadsim_version": leadsim.__version__, "commit": _commit(), "timestamp": stamp,
+        "machine": machine(),
+        "leadsim_version": leadsim.__version__, "commit": commit(), "timestamp": stamp,
     }
     if not args.no_json:
-        RESULTS.mkdir(exist_ok=True)
-        out = RESULTS / f"fit_speed-{stamp}-{record['commit']}.json"
-        out.write_text(json.dumps(record, indent=1))
-        print(f"Wrote {out}")
+        write_result("fit_speed", record)
     return record
 
 

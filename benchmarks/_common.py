@@ -1,0 +1,36 @@
+"""What every benchmark script records beside its figures: machine, commit, and one JSON file per run."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def commit() -> str:
+    """The short hash of the checkout's HEAD, or ``unknown`` outside git."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine() -> dict:
+    """CPU count, platform and Python version."""
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]}
+
+
+def write_result(name: str, record: dict) -> Path:
+    """Write ``record`` to ``benchmarks/results/<name>-<timestamp>-<commit>.json`` and print where."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{name}-{record['timestamp']}-{record['commit']}.json"
+    out.write_text(json.dumps(record, indent=1))
+    print(f"Wrote {out.relative_to(ROOT)}")
+    return out
