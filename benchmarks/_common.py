@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import platform
@@ -25,6 +26,14 @@ def commit() -> str:
 def machine() -> dict:
     """CPU count, platform and Python version."""
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]}
+
+
+def provenance() -> dict:
+    """The fields every result file carries: machine, leadsim version, commit and UTC timestamp."""
+    import leadsim
+
+    return {"machine": machine(), "leadsim_version": leadsim.__version__, "commit": commit(),
+            "timestamp": _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")}
 
 
 def write_result(name: str, record: dict) -> Path:

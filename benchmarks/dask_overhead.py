@@ -28,14 +28,13 @@ Not a pass/fail test.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import os
 import time
 import warnings
 from pathlib import Path
 
 import xarray as xr
-from _common import commit, machine, write_result
+from _common import provenance, write_result
 
 import leadsim
 from leadsim.config import LeadsimWarning
@@ -113,7 +112,6 @@ def main(argv: list[str] | None = None) -> dict:
     lines.append(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} ({os.cpu_count()} cores)")
     print("\n".join(lines))
 
-    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     record = {
         "benchmark": "dask_overhead",
         "profile": "configs/default.toml",
@@ -124,8 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
         "cluster_startup_seconds": startup,
         "bit_identical": True,
         "load_before": load_before, "load_after": load_after,
-        "machine": machine(),
-        "leadsim_version": leadsim.__version__, "commit": commit(), "timestamp": stamp,
+        **provenance(),
     }
     if not args.no_json:
         write_result("dask_overhead", record)

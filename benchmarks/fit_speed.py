@@ -23,14 +23,13 @@ test.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import os
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-from _common import commit, machine, write_result
+from _common import provenance, write_result
 
 import leadsim
 from leadsim.config import LeadsimWarning
@@ -93,12 +92,10 @@ def main(argv: list[str] | None = None) -> dict:
     for label, sec in rows:
         print(f"  {label:48} {sec:8.2f} s")
     print(result.summary())
-    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     record = {
         "benchmark": "fit_speed", "rows": panel.n_rows, "beneficiaries": panel.n_bene,
         "seconds": dict(rows), "target_seconds": 30.0,
-        "machine": machine(),
-        "leadsim_version": leadsim.__version__, "commit": commit(), "timestamp": stamp,
+        **provenance(),
     }
     if not args.no_json:
         write_result("fit_speed", record)
