@@ -24,14 +24,15 @@ from leadsim.ledger.benchmark import benchmark_pbpm
 from leadsim.ledger.settlement import financial_guarantee_by_year, settle
 from leadsim.model._kernel import OUT_FIELDS, RELIEF_TRUNCATION
 from leadsim.model.cohort import CohortModel, cohort_model, realised_means, run_cohort, stop_loss_price
-from leadsim.model.drivers import macro_paths, prospective_growth
+from leadsim.model.drivers import MacroPaths, macro_paths, prospective_growth
 from leadsim.model.outliers import expected_truncation
 from leadsim.model.rng import RNG_SCHEME
 
 if TYPE_CHECKING:  # pragma: no cover
     from leadsim.io.sink import Sink
 
-__all__ = ["ChunkResult", "RunInputs", "drive", "prepare", "run_chunk", "run_draws", "threads"]
+__all__ = ["ChunkCosts", "ChunkResult", "RunInputs", "chunk_costs", "drive", "prepare", "run_chunk", "run_draws",
+           "settle_chunk", "threads"]
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,35 @@ class ChunkResult:
     arrays: dict[str, np.ndarray]
 
 
-def run_chunk(cfg: Config, inputs: RunInputs, draws: np.ndarray) -> ChunkResult:
-    """Simulate and settle one chunk of draws (a pure function of the config and the draw indices)."""
+@dataclass(frozen=True)
+class ChunkCosts:
+    """What the cost model produced for one chunk of draws: everything the ledger settles against.
+
+    The settlement of any policy that does not change spending can be computed from one ``ChunkCosts``
+    (keyed draws make this exact): :func:`settle_chunk` is that second half of :func:`run_chunk`.
+
+    Attributes
+    ----------
+    draws : ndarray (draws,)
+    macro : MacroPaths
+        The systematic drivers of each draw.
+    fields : dict of ndarray (draws, years, 3)
+        The kernel's outputs by name (``OUT_FIELDS``); ``stop_loss_payout`` before the neutrality factor.
+    member_months, risk_score, spending_pbpm : ndarray (draws, years, 3)
+        Member-months, the member-month-weighted risk score (1 where there are no months), and spending per
+        member-month on the basis rebasing sees (truncated under MSSP; NaN where there are no months).
+    """
+
+    draws: np.ndarray
+    macro: MacroPaths
+    fields: dict[str, np.ndarray]
+    member_months: np.ndarray
+    risk_score: np.ndarray
+    spending_pbpm: np.ndarray
+
+
+def chunk_costs(cfg: Config, inputs: RunInputs, draws: np.ndarray) -> ChunkCosts:
+    """Draw the macro paths and run the cohort kernel for one chunk (the part of a run that costs time)."""
     model = inputs.model
     draws = np.asarray(draws, dtype=np.int64)
     macro = macro_paths(cfg, draws)
@@ -78,24 +106,31 @@ def run_chunk(cfg: Config, inputs: RunInputs, draws: np.ndarray) -> ChunkResult:
     with np.errstate(divide="ignore", invalid="ignore"):
         risk = np.where(mm > 0, f["risk_weighted_months"] / mm, 1.0)
         spend_pbpm = np.where(mm > 0, truncated / mm, np.nan)
+    return ChunkCosts(draws, macro, f, mm, risk, spend_pbpm)
+
+
+def settle_chunk(cfg: Config, inputs: RunInputs, costs: ChunkCosts) -> ChunkResult:
+    """Settle every track of ``cfg`` against one chunk's costs and collect the dataset variables."""
+    f, mm, macro = costs.fields, costs.member_months, costs.macro
     # the dataset stores the payout the ACO receives (after the ex-post budget-neutrality factor), so that
     # gross_savings = benchmark - (expenditure - stop_loss_payout + stop_loss_charge) holds in every run
     neutrality = cfg.policy.stop_loss.neutrality if cfg.policy.stop_loss.enabled else 1.0
     arrays: dict[str, np.ndarray] = {
         "member_months": mm, "expenditure": f["expenditure"], "stop_loss_payout": f["stop_loss_payout"] * neutrality,
-        "risk_score": risk, "deaths": f["deaths"].astype(np.int64), "entrants": f["entrants"].astype(np.int64),
-        "outliers": f["outliers"].astype(np.int64),
+        "risk_score": costs.risk_score, "deaths": f["deaths"].astype(np.int64),
+        "entrants": f["entrants"].astype(np.int64), "outliers": f["outliers"].astype(np.int64),
         "national_growth": macro.national_growth, "regional_growth": macro.regional_growth,
         "aco_growth": macro.aco_growth, "quality_score": macro.quality,
     }
     sl = cfg.policy.stop_loss
-    charge_pbpm = (stop_loss_price(cfg, model, macro.national_growth) if sl.enabled and sl.basis == "realised"
+    charge_pbpm = (stop_loss_price(cfg, inputs.model, macro.national_growth) if sl.enabled and sl.basis == "realised"
                    else inputs.charge_pbpm)
     prosp = prospective_growth(cfg)
     per_track: dict[str, list[np.ndarray]] = {}
     for track in cfg.policy.tracks:
-        parts = benchmark_pbpm(cfg, track, macro.national_growth, macro.regional_growth, prosp, risk,
-                               macro.quality, spending_pbpm=spend_pbpm, base_truncation=inputs.base_truncation)
+        parts = benchmark_pbpm(cfg, track, macro.national_growth, macro.regional_growth, prosp, costs.risk_score,
+                               macro.quality, spending_pbpm=costs.spending_pbpm,
+                               base_truncation=inputs.base_truncation)
         s = settle(cfg, track, parts.final, mm, f["expenditure"], f["stop_loss_payout"], charge_pbpm,
                    macro.quality)
         items = {
@@ -120,7 +155,12 @@ def run_chunk(cfg: Config, inputs: RunInputs, draws: np.ndarray) -> ChunkResult:
             per_track.setdefault(k, []).append(v)
     for k, vs in per_track.items():
         arrays[k] = np.stack(vs, axis=-1)  # track is the last axis
-    return ChunkResult(draws, arrays)
+    return ChunkResult(costs.draws, arrays)
+
+
+def run_chunk(cfg: Config, inputs: RunInputs, draws: np.ndarray) -> ChunkResult:
+    """Simulate and settle one chunk of draws (a pure function of the config and the draw indices)."""
+    return settle_chunk(cfg, inputs, chunk_costs(cfg, inputs, draws))
 
 
 def _progress(total: int, enabled: bool | None) -> Any:
