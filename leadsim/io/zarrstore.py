@@ -48,7 +48,7 @@ import numpy as np
 import xarray as xr
 
 from leadsim._version import __version__
-from leadsim.atomic import atomic_path, clean_stale_temporaries
+from leadsim.atomic import atomic_path
 from leadsim.config import Config, chunk_bounds
 from leadsim.errors import LeadsimWarning, ResultError, ResumeMismatchError, StoreError
 from leadsim.io.lock import StoreLock
@@ -452,7 +452,6 @@ class ZarrSink:
     def _create(self, first: Mapping[str, np.ndarray]) -> None:
         if self.cfg is None or self.header is None or self.manifest is None:
             raise RuntimeError("ZarrSink.open() must be called before saving")
-        clean_stale_temporaries(self.path)
         with atomic_path(self.path, folder=True) as tmp:
             tmpl = _template(self.cfg, self.header, first)
             with _quiet_zarr():
@@ -566,7 +565,8 @@ def open_store(path: str | os.PathLike[str], *, allow_incomplete: bool = False, 
     if not load:
         return ds
     with ds:
-        return ds.load()
+        # a local read: the threaded scheduler, never a distributed client that happens to be the default
+        return ds.load(scheduler="threads")
 
 
 def save_zarr(ds: xr.Dataset, path: str | os.PathLike[str], chunk_draws: int | None = None) -> Path:
@@ -592,7 +592,6 @@ def save_zarr(ds: xr.Dataset, path: str | os.PathLike[str], chunk_draws: int | N
         manifest = Manifest.for_config(cfg)
         manifest.chunks_done = [[0, manifest.n_chunks]] if manifest.n_chunks else []
         manifest.complete = True
-    clean_stale_temporaries(path)
     with StoreLock(path), atomic_path(path, folder=True) as tmp:
         enc = encode(ds)
         with _quiet_zarr():
