@@ -310,7 +310,7 @@ def cmd_synth_panel(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     out = Path(args.output)
-    _check_output(out)
+    _check_output(out, inputs=[args.config], overwrite=args.overwrite)
     if args.years < 1:
         raise UsageError(f"--years {args.years}: must be at least 1")
     df = synth_panel(cfg, out, years=args.years, draw=args.draw)
@@ -326,9 +326,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from leadsim.fit.write import fitted_toml
 
     out = Path(args.output)
-    _check_output(out)
+    inputs = [args.panel] + ([args.config] if args.config else [])
+    _check_output(out, inputs=inputs, overwrite=args.overwrite)
     if args.report:
-        _check_output(Path(args.report))
+        _check_output(Path(args.report), inputs=[*inputs, out], overwrite=args.overwrite, flag="--report")
     if args.parameter_risk < 0 or args.parameter_risk == 1:
         raise UsageError(f"--parameter-risk {args.parameter_risk}: needs at least 2 parameter sets")
     base = _load(args) if (args.config or args.set) else None
@@ -373,6 +374,7 @@ def _add_fit_parsers(sub: argparse._SubParsersAction) -> None:
     syn.add_argument("-o", "--output", required=True, help="panel file (.csv, .csv.gz or .parquet)")
     syn.add_argument("--years", type=int, default=3, help="panel years from simulation.start_year (default 3)")
     syn.add_argument("--draw", type=int, default=0, help="which draw's trajectories (default 0)")
+    syn.add_argument("--overwrite", action="store_true", help="replace an existing panel file")
     syn.set_defaults(func=cmd_synth_panel)
     fit = sub.add_parser("fit", help="fit the cost model to a beneficiary-year panel; write a config")
     fit.add_argument("panel", help="beneficiary-year panel (.csv, .csv.gz or .parquet; see docs/fit.md)")
@@ -380,6 +382,7 @@ def _add_fit_parsers(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--base", dest="config", metavar="CONFIG",
                      help="config whose other settings (policy, trend, ...) the fitted one keeps")
     fit.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key of the base config")
+    fit.add_argument("--overwrite", action="store_true", help="replace an existing fitted config or report")
     fit.add_argument("--trend", type=float, default=None,
                      help="annual spending trend putting years on one dollar basis (default: from the panel)")
     fit.add_argument("--report", metavar="HTML", help="also write the fit report (QQ/PP, tail, persistence, "
