@@ -120,6 +120,8 @@ def check_target(path: str | os.PathLike[str], *, inputs: Iterable[str | os.Path
 def atomic_path(path: str | os.PathLike[str], *, folder: bool = False, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success move it into place, on any error remove it.
 
+    Temporaries of ``path`` left by dead processes are removed first (:func:`clean_stale_temporaries`).
+
     Parameters
     ----------
     path : path
@@ -141,6 +143,7 @@ def atomic_path(path: str | os.PathLike[str], *, folder: bool = False, replace: 
     parent = path.resolve().parent
     if not parent.is_dir():
         raise FileNotFoundError(f"output folder does not exist: {parent}")
+    clean_stale_temporaries(path)  # what an earlier writer killed mid-save (SIGKILL) left next to it
     tag = f"{os.getpid()}-{os.urandom(3).hex()}"
     if folder:
         tmp = parent / f"{tmp_prefix(path)}tmp-{tag}"

@@ -77,6 +77,9 @@ def money_formatter(scale: float, unit: str) -> FuncFormatter:
 
 
 def percent(p: float, se: float | None = None, digits: int = 1) -> str:
-    """A probability as a percentage, optionally with its standard error (``12.3% ± 0.4%``)."""
+    """A probability as a percentage, optionally with its standard error (``12.3% ± 0.4%``); ``n/a`` when ``p``
+    is not finite, and no ``±`` part when ``se`` is not."""
+    if not np.isfinite(p):
+        return "n/a"
     out = f"{p:.{digits}%}"
-    return out if se is None else f"{out} ± {se:.{digits}%}"
+    return out if se is None or not np.isfinite(se) else f"{out} ± {se:.{digits}%}"

@@ -22,7 +22,7 @@ from leadsim._version import __version__
 from leadsim.analysis import plots
 from leadsim.analysis.formatting import money, percent
 from leadsim.analysis.risk import HORIZON, LEVELS, paired_difference, summarize
-from leadsim.atomic import atomic_path, clean_stale_temporaries
+from leadsim.atomic import atomic_path
 
 __all__ = ["compare_html", "compare_text", "report_html", "write_html"]
 
@@ -73,9 +73,9 @@ def _mse(x: float, se: float) -> str:
 
 
 def _p(x: float, se: float | None = None) -> str:
-    if not np.isfinite(x):
-        return "n/a"
-    return percent(x) if se is None or not np.isfinite(se) else f"{percent(x)} <span class='se'>± {se:.1%}</span>"
+    if se is None or not np.isfinite(x) or not np.isfinite(se):
+        return percent(x)
+    return f"{percent(x)} <span class='se'>± {se:.1%}</span>"
 
 
 def _col(v: float, width: int, scale: float = 1e6) -> str:
@@ -362,7 +362,6 @@ def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
 def write_html(text: str, path: str | os.PathLike[str]) -> Path:
     """Write an HTML document atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
-    clean_stale_temporaries(path)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path

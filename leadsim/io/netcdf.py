@@ -13,7 +13,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from leadsim.atomic import atomic_path, clean_stale_temporaries
+from leadsim.atomic import atomic_path
 from leadsim.errors import ResultError
 from leadsim.io.schema import encode
 
@@ -25,7 +25,6 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 def save_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     """Write ``ds`` as netCDF-4 atomically (temporary file in the target folder, then a rename)."""
     path = Path(path)
-    clean_stale_temporaries(path)  # a save killed earlier (SIGKILL) left its temporary file behind
     with atomic_path(path) as tmp:
         encode(ds).to_netcdf(tmp, engine="h5netcdf")
     return path
