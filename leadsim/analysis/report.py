@@ -260,8 +260,12 @@ def check_same_horizon(runs: Mapping[str, xr.Dataset]) -> None:
                           "simulation.start_year and simulation.years")
 
 
-def compare_text(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
-    """A plain-text side-by-side table of the ten-year metrics of several runs (one row per run and track)."""
+def compare_text(runs: Mapping[str, xr.Dataset], p: float = 0.99, same_track: bool = False) -> str:
+    """A plain-text side-by-side table of the ten-year metrics of several runs (one row per run and track).
+
+    With ``same_track`` the paired differences are taken against the first run's same track (scenarios vs a
+    baseline), else against the first run's first track.
+    """
     check_same_horizon(runs)
     rows = _compare_summaries(runs, p)
     width = max(24, *(len(r[0]) + 2 for r in rows))
@@ -273,10 +277,11 @@ def compare_text(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
                      f"{_col(float(x.VaR.sel(level=p)), 14)}{_col(float(x.VaR_se.sel(level=p)), 10)}"
                      f"{_col(float(x.TVaR.sel(level=p)), 14)}{_col(float(x.TVaR_se.sel(level=p)), 10)}"
                      f"{float(x.p_loss):>9.1%}{float(x.p_beyond_guarantee):>9.1%}")
-    diffs = _paired_rows(runs, p)
+    diffs = _paired_rows(runs, p, same_track)
     if diffs:
         lines.append("")
-        lines.append(f"Paired differences vs {diffs[0][0]} (same draws; $M, ± se)")
+        ref_name = f"{next(iter(runs))}, same track" if same_track else diffs[0][0]
+        lines.append(f"Paired differences vs {ref_name} (same draws; $M, ± se)")
         for ref, label, dmean, dmean_se, dtv, dtv_se, crn in diffs:
             del ref
             lines.append(f"{label:{width}}mean {dmean / 1e6:+,.2f}{_pm(dmean_se)}   "
@@ -285,24 +290,32 @@ def compare_text(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
     return "\n".join(lines)
 
 
-def _paired_rows(runs: Mapping[str, xr.Dataset], p: float) -> list[tuple[str, str, float, float, float, float, bool]]:
-    """Every (run, track) minus the first run's first track, when the draw counts match."""
+def _paired_rows(runs: Mapping[str, xr.Dataset], p: float,
+                 same_track: bool = False) -> list[tuple[str, str, float, float, float, float, bool]]:
+    """Every (run, track) minus the first run's first track (or, ``same_track``, the first run's same track),
+    when the draw counts match."""
     labels = _labels(runs)
     if len(labels) < 2:
         return []
     ref_label, ref_track, ref_ds = labels[0]
-    ref = ref_ds.sel(track=ref_track)
+    first = next(iter(runs))
     out = []
     for label, track, ds in labels[1:]:
         if ds.sizes["draw"] != ref_ds.sizes["draw"]:
             continue
+        if same_track:
+            if label.startswith(f"{first}: ") or track not in ref_ds["track"].values:
+                continue
+            ref_label, ref = f"{first}: {track}", ref_ds.sel(track=track)
+        else:
+            ref = ref_ds.sel(track=ref_track)
         d = paired_difference(ds.sel(track=track), ref, levels=[p]).sel(period=HORIZON, level=p)
         out.append((ref_label, label, float(d.mean_diff), float(d.mean_diff_se), float(d.TVaR_diff),
                     float(d.TVaR_diff_se), bool(d.attrs["common_random_numbers"])))
     return out
 
 
-def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
+def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99, same_track: bool = False) -> str:
     """The HTML comparison of several runs (profiles or policies): tables, paired differences and figures.
 
     Parameters
@@ -311,6 +324,9 @@ def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
         E.g. ``{"lead": ds_lead, "mssp": ds_mssp}``; labels are usually file stems.
     p : float
         VaR/TVaR level in the tables.
+    same_track : bool
+        Paired differences against the first run's same track (scenarios vs a baseline) instead of the
+        first run's first track.
 
     Returns
     -------
@@ -340,10 +356,12 @@ def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
     parts.append("<h2>Ten-year metrics</h2>" + _table(
         "compare_metrics", ["Run: track", "Mean", "SD", f"VaR {_level_name(p)}", f"TVaR {_level_name(p)}",
                             "P(loss)", "P(year loss &gt; FG)"], rows))
-    diffs = _paired_rows(runs, p)
+    diffs = _paired_rows(runs, p, same_track)
     drows = [[html.escape(label), _mse(dm, dms), _mse(dt, dts), "yes" if crn else "no (independent)"]
              for _, label, dm, dms, dt, dts, crn in diffs]
     ref = html.escape(diffs[0][0]) if diffs else "the first run"
+    if same_track and diffs:
+        ref = f"{html.escape(next(iter(runs)))} (same track)"
     parts.append(f"<h2>Paired differences vs {ref}</h2>" + _table(
         "paired_differences", ["Run: track", "Δ mean", f"Δ TVaR {_level_name(p)}", "Common random numbers"],
         drows or [["(needs two runs with the same number of draws)", "", "", ""]]))
