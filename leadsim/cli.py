@@ -333,6 +333,35 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- leadsim attribute: variance attribution by Shapley values ---------------------------------------------------
+def cmd_attribute(args: argparse.Namespace) -> int:
+    import leadsim
+    from leadsim.analysis.attribution import attribution_text
+    from leadsim.analysis.report import attribution_html, write_html
+
+    cfg = _load(args)
+    out = None if args.output is None else _check_output(args.output, inputs=[args.config], overwrite=args.overwrite)
+    if args.report is not None:
+        _check_output(args.report, inputs=[args.config, *([out] if out else [])], overwrite=args.overwrite,
+                      flag="--report")
+    if args.boot < 0:
+        raise UsageError(f"--boot {args.boot}: must be at least 0")
+    if not 0.5 <= args.level < 1.0:
+        raise UsageError(f"--level {args.level}: allowed 0.5 <= value < 1")
+    with _sigterm_interrupts():
+        attr = leadsim.attribute(cfg, args.draws, p=args.level, n_boot=args.boot)
+        print(attribution_text(attr))
+        if out is not None:
+            from leadsim.io.netcdf import save_netcdf
+
+            save_netcdf(attr, out)
+            print(f"Wrote {out}")
+        if args.report is not None:
+            write_html(attribution_html(attr), Path(args.report))
+            print(f"Wrote {args.report}")
+    return 0
+
+
 # ---- leadsim fit / synth-panel: fitting a config to an ACO's own panel -----------------------------------------------
 def cmd_synth_panel(args: argparse.Namespace) -> int:
     from leadsim.fit.synth import synth_panel
@@ -487,6 +516,16 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--overwrite", action="store_true", help="replace an existing HTML file")
     cmp_.set_defaults(func=cmd_compare)
     _add_fit_parsers(sub)
+
+    att = sub.add_parser("attribute", help="variance attribution: Shapley shares of Var and TVaR by risk source")
+    _add_config_flags(att)
+    att.add_argument("--draws", type=int, help="= simulation.draws (two kernel passes and 128 ledger passes)")
+    att.add_argument("-o", "--output", help="also write the attribution Dataset (.nc)")
+    att.add_argument("--report", metavar="HTML", help="also write an HTML page with the chart and table")
+    att.add_argument("--level", type=float, default=0.99, help="TVaR level (default 0.99)")
+    att.add_argument("--boot", type=int, default=200, help="bootstrap resamples for the standard errors (default 200)")
+    att.add_argument("--overwrite", action="store_true", help="replace an existing -o or --report file")
+    att.set_defaults(func=cmd_attribute)
     return parser
 
 

@@ -24,7 +24,7 @@ from leadsim.analysis.formatting import money, percent
 from leadsim.analysis.risk import HORIZON, LEVELS, paired_difference, summarize
 from leadsim.atomic import atomic_path
 
-__all__ = ["compare_html", "compare_text", "report_html", "write_html"]
+__all__ = ["attribution_html", "attribution_section", "compare_html", "compare_text", "report_html", "write_html"]
 
 COMPARE_FIGURES = ("comparison", "loss_exceedance", "settlement_distribution")
 COMPARE_TABLES = ("runs", "compare_metrics", "paired_differences")
@@ -162,7 +162,8 @@ def _provenance_rows(ds: xr.Dataset) -> list[list[str]]:
     return rows
 
 
-def report_html(ds: xr.Dataset, source: str | None = None, levels: Sequence[float] = LEVELS) -> str:
+def report_html(ds: xr.Dataset, source: str | None = None, levels: Sequence[float] = LEVELS,
+                attribution: xr.Dataset | None = None) -> str:
     """The HTML report of one run: metrics with standard errors, figures, assumptions, provenance.
 
     Parameters
@@ -173,6 +174,9 @@ def report_html(ds: xr.Dataset, source: str | None = None, levels: Sequence[floa
         Where the result was read from (shown in the header).
     levels : sequence of float
         VaR/TVaR levels in the tables.
+    attribution : xarray.Dataset, optional
+        A variance attribution of the same config (:func:`leadsim.analysis.attribution.attribute_runs`): adds its
+        section (:func:`attribution_section`) before the figures.
 
     Returns
     -------
@@ -201,6 +205,8 @@ def report_html(ds: xr.Dataset, source: str | None = None, levels: Sequence[floa
     for t in tracks:
         header, rows = _annual_rows(s, t)
         parts.append(f"<h3>{html.escape(t)}</h3>" + _table(f"annual_metrics_{t}", header, rows))
+    if attribution is not None:
+        parts.append(attribution_section(attribution))
 
     figs = [
         _figure("fan_chart", plots.fan_chart(ds), "Benchmark (bands) vs spending (lines) per member-month"),
@@ -375,6 +381,52 @@ def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99, same_track: bo
                      f"<pre data-section='config'>{html.escape(str(ds.attrs.get('config_toml', '')))}</pre>"
                      "</details>")
     return _page("leadsim comparison", "".join(parts))
+
+
+def attribution_section(attr: xr.Dataset) -> str:
+    """The variance-attribution section of a report: the chart and the table of Shapley shares with SEs.
+
+    ``attr`` comes from :func:`leadsim.analysis.attribution.attribute_runs`; the method is in ``docs/model.md``
+    (variance attribution).
+    """
+    from leadsim.analysis.attribution import SOURCE_LABELS
+
+    tracks = [str(t) for t in attr["track"].values]
+    lvl = _level_name(float(attr.attrs.get("tvar_level", 0.99)))
+    header = ["Source", *(f"{html.escape(t)}: {m}" for t in tracks for m in ("Var share", f"TVaR {lvl} share"))]
+    rows = []
+    for src in attr["source"].values:
+        row = [html.escape(SOURCE_LABELS.get(str(src), str(src)))]
+        row += [_p(float(attr.share.sel(measure=m, source=src, track=t)),
+                   float(attr.share_se.sel(measure=m, source=src, track=t)))
+                for t in tracks for m in ("variance", "tvar")]
+        rows.append(row)
+    totals = ["All sources on: SD / TVaR"]
+    for t in tracks:
+        totals += [_m(float(np.sqrt(attr.value_all.sel(measure="variance", track=t)))),
+                   _mse(float(attr.value_all.sel(measure="tvar", track=t)),
+                        float(attr.value_all_se.sel(measure="tvar", track=t)))]
+    rows.append(totals)
+    return ("<h2>Variance attribution</h2><p class='note'>How much of the variance and of the TVaR of the ten-year "
+            "result each risk source accounts for: Shapley values over the 2<sup>k</sup> runs with subsets of the "
+            f"sources switched off on the same draws ({int(attr.attrs.get('draws', 0)):,} draws). Shares sum to "
+            "100% per column; the TVaR shares split TVaR minus the loss with every source off. Small grey numbers: "
+            "bootstrap standard errors.</p>"
+            + _table("attribution", header, rows)
+            + "<div class='figs'>" + _figure("attribution", plots.attribution_chart(attr),
+                                             "Shapley shares of the variance and TVaR by source") + "</div>")
+
+
+def attribution_html(attr: xr.Dataset) -> str:
+    """A self-contained HTML page of a variance attribution (``leadsim attribute --report``)."""
+    sub = (f"{html.escape(str(attr.attrs.get('aco_name', '')))} under "
+           f"{html.escape(str(attr.attrs.get('policy_name', '')))}"
+           f"{' · scenario ' + html.escape(str(attr.attrs['scenario'])) if attr.attrs.get('scenario') else ''}"
+           f" · seed {html.escape(str(attr.attrs.get('seed', '?')))} · leadsim {__version__}")
+    body = (f"<h1>leadsim variance attribution</h1><p class='sub'>{sub}</p>" + attribution_section(attr)
+            + "<details><summary>Resolved configuration (TOML)</summary><pre data-section='config'>"
+            + html.escape(str(attr.attrs.get("config_toml", ""))) + "</pre></details>")
+    return _page("leadsim variance attribution", body)
 
 
 def write_html(text: str, path: str | os.PathLike[str]) -> Path:
