@@ -38,39 +38,51 @@ _MACRO_SWITCH = {  # the parameter that switches a macro source off (its normals
 }
 
 
-def flat_tail_table(cfg: Config, qtab: np.ndarray) -> np.ndarray:
+def flat_tail_table(cfg: Config, model: CohortModel) -> np.ndarray:
     """The spending table with the Pareto tail replaced by its conditional mean (outliers switched off).
 
     Parameters
     ----------
     cfg : Config
-    qtab : ndarray (3, G)
-        ``Q_p`` on the latent grid (the kernel's table).
+    model : CohortModel
+        The run's cost model: its table ``Q_p`` on the latent grid and its stationary latent law.
 
     Returns
     -------
     ndarray (3, G)
         ``Q_p(z)`` below the splice ``z_tau = Phi^{-1}(p0 + (1 - p0) tau)``, and above it the constant
-        ``E[Q_p(Z) | Z >= z_tau]`` (``Z ~ N(0, 1)``, by the grid quadrature of the tables).
+        ``c_p = E[k(z) Q_p(z) | z >= z_tau] / E[k(z) | z >= z_tau]`` under the latent law of a year's members.
 
     Notes
     -----
     Every beneficiary keeps its latent path and its random numbers; a beneficiary whose latent is in the tail
-    costs the tail's mean instead of a Pareto draw. The population mean is unchanged (up to the quadrature;
-    exactly under ``N(0, 1)`` latents, approximately for the cohort's survivors), so switching the tail off
-    removes the variance of the amounts above the splice, not their expected cost (``docs/model.md``).
+    costs the tail's mean instead of a Pareto amount. The law is the stationary cohort's
+    (``docs/calibration.md`` §1): continuing members with the stationary latent law, spending weight
+    ``k(z) = 1 + d(z) (m - 1)`` (death probability ``d``, death-year multiplier ``m``), and entrants (their
+    stationary share) with ``N(0, 1)`` latents and half a year's exposure. So the expected spending of a
+    stationary year is unchanged and switching the tail off removes the variance of the amounts above the
+    splice, not their expected cost (``docs/model.md`` §6b).
     """
     from scipy import special
 
-    z = latent_grid()
-    w = normal_weights(z)
+    from leadsim.model.marginals import death_probability
+
+    qtab = model.kernel.qtab
+    z = latent_grid()                      # the table's fine grid: the quadrature resolves the splice
     out = np.array(qtab, dtype=float, copy=True)
+    zl = np.asarray(model.latent_grid, dtype=float)
     for j, pop in enumerate(cfg.population.ordered()):
         if pop.tail_start >= 1.0:
             continue
         z_tau = float(special.ndtri(pop.zero_share + (1.0 - pop.zero_share) * pop.tail_start))
+        e = float(model.entrant_share[j])
+        law = np.asarray(model.latent_law[j], dtype=float)
+        density = np.interp(z, zl, law / law.sum(), left=0.0, right=0.0)   # continuing members, on the fine grid
+        weight = (1.0 - e) * density / density.sum() * (
+            1.0 + death_probability(z, pop.mortality, pop.death_risk_beta) * (pop.death_multiplier - 1.0)) \
+            + e * 0.5 * normal_weights(z)
         tail = z >= z_tau
-        out[j, tail] = float(np.sum(w[tail] * qtab[j, tail]) / np.sum(w[tail]))
+        out[j, tail] = float(np.sum(weight[tail] * qtab[j, tail]) / np.sum(weight[tail]))
     return out
 
 
@@ -150,7 +162,7 @@ def source_runs(cfg: Config, draws: int | None = None) -> xr.Dataset:
             raise ConfigError(["policy.stop_loss: per-beneficiary relief is not supported by the attribution"])
         idx = np.arange(n, dtype=np.int64)
         full_macro = macro_paths(cfg, idx)
-        flat = dataclasses.replace(model, kernel=model.kernel._replace(qtab=flat_tail_table(cfg, model.kernel.qtab)))
+        flat = dataclasses.replace(model, kernel=model.kernel._replace(qtab=flat_tail_table(cfg, model)))
         unit = {True: _unit_kernel(cfg, model, idx, full_macro), False: _unit_kernel(cfg, flat, idx, full_macro)}
     expenditure_field = 1  # OUT_FIELDS index of spending
     macro_cache: dict[tuple[bool, ...], tuple[Config, MacroPaths, np.ndarray]] = {}

@@ -94,7 +94,8 @@ def summary_text(ds) -> str:
     n = ds.sizes["draw"]
     years = ds["year"].values
     fg = float(ds["financial_guarantee"])
-    rate = config_of(ds).policy.settlement.discount_rate
+    run_cfg = config_of(ds)
+    rate = run_cfg.policy.settlement.discount_rate
     total = "present value" if rate > 0 else "total"
     s = summarize(ds, levels=[0.99]).sel(level=0.99)
     hor = s.sel(period=HORIZON)
@@ -117,7 +118,8 @@ def summary_text(ds) -> str:
     bench0 = float(ds["benchmark"].isel(year=0).mean("draw").min())
     lines = [
         f"leadsim {ds.attrs.get('leadsim_version', __version__)} | {ds.attrs.get('aco_name', '')} under "
-        f"{ds.attrs.get('policy_name', '')} | {n:,} draws, seed {ds.attrs.get('seed')}",
+        f"{ds.attrs.get('policy_name', '')}{f' | scenario {run_cfg.scenario}' if run_cfg.scenario else ''} | "
+        f"{n:,} draws, seed {ds.attrs.get('seed')}",
         f"PY{years[0]} mean benchmark {_money(bench0).strip()} (after discount and withhold; lowest track); "
         f"financial guarantee {_money(fg).strip()}; positive = paid to the ACO; cash owed = loss + recouped "
         "enhanced PCC advance",

@@ -224,3 +224,16 @@ def test_cli_unknown_scenario_exits_2(tmp_path, capsys):
     assert rc == 2
     assert "unknown stress scenario" in capsys.readouterr().err
     assert not (tmp_path / "r.nc").exists()
+
+
+def test_cli_run_with_scenario_records_it(tmp_path, capsys):
+    out = tmp_path / "p.nc"
+    rc = main(["run", "configs/default.toml", "--scenario", "pandemic", "--draws", "8", "--set",
+               "aco.beneficiaries=200", "-o", str(out)])
+    assert rc == 0
+    assert "| scenario pandemic |" in capsys.readouterr().out
+    ds = leadsim.open(out)
+    cfg = leadsim.config_of(ds)
+    assert cfg.scenario == "pandemic" and cfg.trend.national_shock == [0.0, 0.0, 0.0, -0.09, 0.08]
+    assert "scenario = pandemic" in ds.attrs["assumptions"]
+    assert "trend.national_shock = [0.0, 0.0, 0.0, -0.09, 0.08]" in ds.attrs["assumptions"]

@@ -471,6 +471,14 @@ class Config(_Model):
                 node = node.get(part) if isinstance(node, dict) else None
             if node is not None:
                 out.append(f"{key} = {node}")
+        if self.scenario:  # stress-scenario magnitudes are stylised (docs/model.md §6a)
+            out.append(f"scenario = {self.scenario}")
+            events = {"trend.national_shock": self.trend.national_shock,
+                      "trend.forecast_miss": self.trend.forecast_miss,
+                      "policy.settlement.euc_loss_relief": p.settlement.euc_loss_relief,
+                      "policy.settlement.terminated_after": p.settlement.terminated_after,
+                      "policy.rule_change": p.rule_change.model_dump() if p.rule_change else None}
+            out += [f"{k} = {v}" for k, v in events.items() if v is not None]
         for name in POPULATIONS:
             pop = self.population[name]
             out.append(f"population.{name}: tail_alpha = {pop.tail_alpha}, rho = {pop.rho}, "
