@@ -20,6 +20,7 @@ from leadsim.model.cohort import cohort_model
 from leadsim.model.drivers import macro_paths
 from leadsim.model.marginals import latent_grid
 from tests.test_ledger_cases import degenerate
+from tests.test_plots_report import CHROMIUM, chromium_dump
 
 
 def _cfg(**over):
@@ -173,3 +174,37 @@ def test_bootstrap_se_matches_the_spread_across_seeds():
         ses.append(attr.share_se.sel(sel).values)
     ratio = np.std(shares, axis=0, ddof=1) / np.mean(ses, axis=0)
     assert ((ratio > 0.6) & (ratio < 1.6)).all(), ratio
+
+
+def test_chart_and_report_section(runs):
+    from matplotlib.figure import Figure
+
+    from leadsim.analysis import plots, report
+    from tests.test_plots_report import parse
+
+    attr = attribute_runs(runs, n_boot=10)
+    fig = plots.attribution_chart(attr)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    bars = [p.get_width() for p in fig.axes[0].patches]     # variance panel: one bar per source and track
+    assert len(bars) == 7 * 2
+    np.testing.assert_allclose(sorted(bars), sorted(100 * attr.share.sel(measure="variance").values.ravel()))
+    host = Figure()
+    assert plots.attribution_chart(attr, fig=host) is host
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LeadsimWarning)
+        run = leadsim.simulate(_cfg(), progress=False)
+    c = parse(report.report_html(run, attribution=attr))
+    assert "attribution" in c.figures and "attribution" in c.tables and c.png_ok
+    page = parse(report.attribution_html(attr))
+    assert page.figures == ["attribution"] and page.tables == ["attribution"] and page.sections == ["config"]
+
+
+@pytest.mark.ci_required  # .ci/run installs Debian's chromium
+@pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium (/usr/bin/chromium)")
+def test_attribution_page_renders_in_headless_chromium(runs, tmp_path):
+    from leadsim.analysis import report
+
+    path = tmp_path / "attr.html"
+    report.write_html(report.attribution_html(attribute_runs(runs, n_boot=10)), path)
+    dom = chromium_dump(path)
+    assert 'data-loaded="1"' in dom and 'data-tables="1"' in dom
