@@ -163,17 +163,19 @@ def test_cli_attribute_writes_dataset_and_report(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_bootstrap_se_matches_the_spread_across_seeds():
-    # 12 independent seeds: the SD of the estimated shares across seeds vs the mean bootstrap se (ratio near 1;
-    # with 12 seeds the SD itself is uncertain by about 20%, so 0.6-1.6 is a 3-sigma band)
+    # 12 independent seeds: the SD of the estimated shares (of the variance and of TVaR 99%) across seeds vs the
+    # mean bootstrap se. The ratio should be near 1; an SD from 12 values is uncertain by about 21%, so
+    # 0.45-1.7 is a band of about 2.5 of those on each side (seen: 0.62-1.19 at commit time, ~50 s)
     shares, ses = [], []
     for seed in range(12):
-        attr = attribute_runs(source_runs(_cfg(**{"simulation.draws": 200, "aco.beneficiaries": 1000,
-                                                  "simulation.seed": 1000 + seed})), n_boot=200, seed=seed)
-        sel = {"measure": "variance", "track": "global", "source": ["beneficiary", "regional", "aco_level"]}
+        attr = attribute_runs(source_runs(_cfg(**{"simulation.draws": 1000, "aco.beneficiaries": 1000,
+                                                  "simulation.chunk_draws": 128, "simulation.seed": 1000 + seed})),
+                              n_boot=200, seed=seed)
+        sel = {"track": "global", "source": ["beneficiary", "national", "regional", "aco_level"]}
         shares.append(attr.share.sel(sel).values)
         ses.append(attr.share_se.sel(sel).values)
     ratio = np.std(shares, axis=0, ddof=1) / np.mean(ses, axis=0)
-    assert ((ratio > 0.6) & (ratio < 1.6)).all(), ratio
+    assert ((ratio > 0.45) & (ratio < 1.7)).all(), ratio
 
 
 def test_chart_and_report_section(runs):
