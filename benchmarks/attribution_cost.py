@@ -23,28 +23,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # measure the leadsim of this checkout
 
-from _common import provenance, write_result  # noqa: E402
+from _common import best_of, provenance, write_result  # noqa: E402
 
 import leadsim  # noqa: E402
 from leadsim.analysis.attribution import attribute_runs  # noqa: E402
 from leadsim.attribution import source_runs  # noqa: E402
 from leadsim.config import LeadsimWarning  # noqa: E402
-
-
-def _best(fn, reps: int):
-    best, out = float("inf"), None
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -60,9 +50,9 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = leadsim.load_config(ROOT / "configs" / "default.toml", overrides={"simulation.draws": args.draws})
         leadsim.simulate(cfg.model_copy(update={"simulation": cfg.simulation.model_copy(update={"draws": 8})}),
                          progress=False)   # warm numba's cache and the tables
-        t_sim, _ = _best(lambda: leadsim.simulate(cfg, progress=False), args.reps)
-        t_src, runs = _best(lambda: source_runs(cfg), args.reps)
-        t_shap, _ = _best(lambda: attribute_runs(runs, n_boot=args.boot), args.reps)
+        t_sim, _ = best_of(lambda: leadsim.simulate(cfg, progress=False), args.reps)
+        t_src, runs = best_of(lambda: source_runs(cfg), args.reps)
+        t_shap, _ = best_of(lambda: attribute_runs(runs, n_boot=args.boot), args.reps)
     rows = [("simulate (1 kernel pass + ledger)", t_sim), ("source runs (2 kernel passes + 128 ledgers)", t_src),
             (f"Shapley + {args.boot} bootstrap resamples", t_shap)]
     print(f"default config, {cfg.aco.beneficiaries:,} beneficiaries, {args.draws:,} draws, best of {args.reps}")
