@@ -8,6 +8,8 @@ import os
 import platform
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +36,16 @@ def provenance() -> dict:
 
     return {"machine": machine(), "leadsim_version": leadsim.__version__, "commit": commit(),
             "timestamp": _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")}
+
+
+def best_of(fn: Callable[[], object], reps: int) -> tuple[float, object]:
+    """The shortest wall time of ``reps`` calls of ``fn`` and the last call's result."""
+    best, out = float("inf"), None
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
 
 
 def write_result(name: str, record: dict) -> Path:

@@ -29,7 +29,7 @@ import time
 import warnings
 from pathlib import Path
 
-from _common import provenance, write_result
+from _common import best_of, provenance, write_result
 
 import leadsim
 from leadsim.config import LeadsimWarning
@@ -39,15 +39,6 @@ from leadsim.fit.synth import panel_frame, write_panel
 from leadsim.fit.write import fitted_config
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _best(fn, reps: int):
-    best, out = float("inf"), None
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -69,21 +60,21 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "panel.csv"
         write_panel(df, csv)
-        t_read, panel = _best(lambda: read_panel(csv), args.reps)
+        t_read, panel = best_of(lambda: read_panel(csv), args.reps)
         rows.append(("read + validate CSV", t_read))
         try:
             import pyarrow  # noqa: F401
 
             pq = Path(tmp) / "panel.parquet"
             write_panel(df, pq)
-            rows.append(("read + validate Parquet", _best(lambda: read_panel(pq), args.reps)[0]))
+            rows.append(("read + validate Parquet", best_of(lambda: read_panel(pq), args.reps)[0]))
         except ImportError:
             pass
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LeadsimWarning)
-        t_fit, result = _best(lambda: fit_panel(panel, base=cfg), args.reps)
+        t_fit, result = best_of(lambda: fit_panel(panel, base=cfg), args.reps)
         rows.append(("fit (all populations, SEs, goodness of fit)", t_fit))
-        t_write, _ = _best(lambda: fitted_config(result, cfg), args.reps)
+        t_write, _ = best_of(lambda: fitted_config(result, cfg), args.reps)
         rows.append(("write + validate the fitted config", t_write))
     total = t_read + t_fit + t_write
     rows.append(("total: read CSV + fit + write", total))

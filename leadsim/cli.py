@@ -1,4 +1,4 @@
-"""Command line: ``leadsim run | validate | report | compare | export | fit | synth-panel``.
+"""Command line: ``leadsim run | validate | report | compare | export | fit | synth-panel | attribute``.
 
 Exit codes: 0 success, 2 invalid input (config, override, output path), 1 unexpected failure.
 Flags mirror config keys; ``--set key=value`` overrides any key (values parsed as TOML literals).
@@ -54,7 +54,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 def _load(args: argparse.Namespace) -> Config:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LeadsimWarning)
-        cfg = load_config(args.config, overrides=_overrides(args))
+        cfg = load_config(args.config, overrides=_overrides(args), scenario=getattr(args, "scenario", None))
     for w in caught:
         print(f"leadsim: warning: {w.message}", file=sys.stderr)
     return cfg
@@ -94,7 +94,8 @@ def summary_text(ds) -> str:
     n = ds.sizes["draw"]
     years = ds["year"].values
     fg = float(ds["financial_guarantee"])
-    rate = config_of(ds).policy.settlement.discount_rate
+    run_cfg = config_of(ds)
+    rate = run_cfg.policy.settlement.discount_rate
     total = "present value" if rate > 0 else "total"
     s = summarize(ds, levels=[0.99]).sel(level=0.99)
     hor = s.sel(period=HORIZON)
@@ -117,7 +118,8 @@ def summary_text(ds) -> str:
     bench0 = float(ds["benchmark"].isel(year=0).mean("draw").min())
     lines = [
         f"leadsim {ds.attrs.get('leadsim_version', __version__)} | {ds.attrs.get('aco_name', '')} under "
-        f"{ds.attrs.get('policy_name', '')} | {n:,} draws, seed {ds.attrs.get('seed')}",
+        f"{ds.attrs.get('policy_name', '')}{f' | scenario {run_cfg.scenario}' if run_cfg.scenario else ''} | "
+        f"{n:,} draws, seed {ds.attrs.get('seed')}",
         f"PY{years[0]} mean benchmark {_money(bench0).strip()} (after discount and withhold; lowest track); "
         f"financial guarantee {_money(fg).strip()}; positive = paid to the ACO; cash owed = loss + recouped "
         "enhanced PCC advance",
@@ -136,7 +138,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if args.output == "":
         raise UsageError("-o '': the output path is empty")
-    out = Path(args.output) if args.output else Path("results") / f"{Path(args.config).stem}.nc"
+    stem = Path(args.config).stem + (f"-{cfg.scenario}" if getattr(args, "scenario", None) else "")
+    out = Path(args.output) if args.output else Path("results") / f"{stem}.nc"
     if not args.output:
         out.parent.mkdir(parents=True, exist_ok=True)
     zarr_out = is_zarr_path(out)
@@ -289,9 +292,37 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scenario_runs(args: argparse.Namespace) -> dict:
+    """``leadsim compare CONFIG --scenario A --scenario B``: the baseline and each scenario, simulated in memory
+    on the same seed (common random numbers), labelled ``baseline``, ``A``, ``B``."""
+    import leadsim
+
+    if len(args.results) != 1:
+        raise UsageError(f"--scenario: give one config to run the scenarios on (got {len(args.results)} "
+                         "arguments); to compare result files, leave out --scenario")
+    names = list(dict.fromkeys(args.scenario))
+    cfgs = {"baseline": load_config(args.results[0], overrides=_overrides(args))}
+    cfgs.update({n: load_config(args.results[0], overrides=_overrides(args), scenario=n) for n in names})
+    return {label: leadsim.simulate(cfg, progress=False) for label, cfg in cfgs.items()}
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from leadsim.analysis.report import compare_html, compare_text, write_html
 
+    if args.scenario:
+        out = None if args.output is None else _check_output(args.output, inputs=args.results,
+                                                             overwrite=args.overwrite)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LeadsimWarning)
+            runs = _scenario_runs(args)
+        print(compare_text(runs, p=args.level, same_track=True))
+        if out is not None:
+            write_html(compare_html(runs, p=args.level, same_track=True), out)
+            print(f"Wrote {out}")
+        return 0
+    if args.set or args.draws is not None:
+        raise UsageError("--set and --draws apply with --scenario (compare runs a config); result files are "
+                         "compared as they were written")
     paths = [_existing_result(r) for r in args.results]
     out = None if args.output is None else _check_output(args.output, inputs=paths, overwrite=args.overwrite)
     runs = {}
@@ -301,6 +332,35 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if out is not None:
         write_html(compare_html(runs, p=args.level), out)
         print(f"Wrote {out}")
+    return 0
+
+
+# ---- leadsim attribute: variance attribution by Shapley values ---------------------------------------------------
+def cmd_attribute(args: argparse.Namespace) -> int:
+    import leadsim
+    from leadsim.analysis.attribution import attribution_text
+    from leadsim.analysis.report import attribution_html, write_html
+
+    cfg = _load(args)
+    out = None if args.output is None else _check_output(args.output, inputs=[args.config], overwrite=args.overwrite)
+    if args.report is not None:
+        _check_output(args.report, inputs=[args.config, *([out] if out else [])], overwrite=args.overwrite,
+                      flag="--report")
+    if args.boot < 0:
+        raise UsageError(f"--boot {args.boot}: must be at least 0")
+    if not 0.5 <= args.level < 1.0:
+        raise UsageError(f"--level {args.level}: allowed 0.5 <= value < 1")
+    with _sigterm_interrupts():
+        attr = leadsim.attribute(cfg, args.draws, p=args.level, n_boot=args.boot)
+        print(attribution_text(attr))
+        if out is not None:
+            from leadsim.io.netcdf import save_netcdf
+
+            save_netcdf(attr, out)
+            print(f"Wrote {out}")
+        if args.report is not None:
+            write_html(attribution_html(attr), Path(args.report))
+            print(f"Wrote {args.report}")
     return 0
 
 
@@ -398,6 +458,9 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="TOML config file (see configs/default.toml)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config key, e.g. --set policy.preset=reach_py2026 (repeatable)")
+    p.add_argument("--scenario", action="append", metavar="NAME",
+                   help="apply a stress scenario of configs/scenarios/ (pandemic, forecast_miss, rule_change, "
+                   "early_termination); repeat to combine them")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -443,12 +506,28 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_report)
 
     cmp_ = sub.add_parser("compare", help="compare results side by side (profiles or policies, same draws)")
-    cmp_.add_argument("results", nargs="+", help="results written by `leadsim run`; the first is the reference")
+    cmp_.add_argument("results", nargs="+", help="results written by `leadsim run`; the first is the reference "
+                      "(with --scenario: one CONFIG)")
+    cmp_.add_argument("--scenario", action="append", metavar="NAME",
+                      help="run CONFIG as is (baseline) and under each named stress scenario, on the same draws, "
+                      "and compare them side by side (repeatable)")
+    cmp_.add_argument("--set", action="append", metavar="KEY=VALUE", help="with --scenario: override a config key")
+    cmp_.add_argument("--draws", type=int, help="with --scenario: = simulation.draws")
     cmp_.add_argument("-o", "--output", help="also write an HTML comparison (table and figures)")
     cmp_.add_argument("--level", type=float, default=0.99, help="VaR/TVaR confidence level (default 0.99)")
     cmp_.add_argument("--overwrite", action="store_true", help="replace an existing HTML file")
     cmp_.set_defaults(func=cmd_compare)
     _add_fit_parsers(sub)
+
+    att = sub.add_parser("attribute", help="variance attribution: Shapley shares of Var and TVaR by risk source")
+    _add_config_flags(att)
+    att.add_argument("--draws", type=int, help="= simulation.draws (two kernel passes and 128 ledger passes)")
+    att.add_argument("-o", "--output", help="also write the attribution Dataset (.nc)")
+    att.add_argument("--report", metavar="HTML", help="also write an HTML page with the chart and table")
+    att.add_argument("--level", type=float, default=0.99, help="TVaR level (default 0.99)")
+    att.add_argument("--boot", type=int, default=200, help="bootstrap resamples for the standard errors (default 200)")
+    att.add_argument("--overwrite", action="store_true", help="replace an existing -o or --report file")
+    att.set_defaults(func=cmd_attribute)
     return parser
 
 

@@ -31,8 +31,8 @@ from leadsim.model.rng import RNG_SCHEME
 if TYPE_CHECKING:  # pragma: no cover
     from leadsim.io.sink import Sink
 
-__all__ = ["ChunkCosts", "ChunkResult", "RunInputs", "chunk_costs", "drive", "prepare", "run_chunk", "run_draws",
-           "settle_chunk", "threads"]
+__all__ = ["ChunkCosts", "ChunkResult", "RunInputs", "chunk_costs", "costs_of", "drive", "prepare", "run_chunk",
+           "run_draws", "settle_chunk", "threads"]
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,11 @@ def chunk_costs(cfg: Config, inputs: RunInputs, draws: np.ndarray) -> ChunkCosts
     draws = np.asarray(draws, dtype=np.int64)
     macro = macro_paths(cfg, draws)
     mean, scale = realised_means(model, macro)
-    out = run_cohort(model, draws, mean, scale)
+    return costs_of(model, draws, macro, run_cohort(model, draws, mean, scale))
+
+
+def costs_of(model: CohortModel, draws: np.ndarray, macro: MacroPaths, out: np.ndarray) -> ChunkCosts:
+    """The :class:`ChunkCosts` of kernel output ``out[d, year, population, field]`` and its macro paths."""
     f = {name: out[..., i] for i, name in enumerate(OUT_FIELDS)}
     mm = f["member_months"]
     # rebasing sees spending on the truncated basis (MSSP); stop-loss payouts are insurance, not a rebase

@@ -23,6 +23,7 @@ from leadsim.analysis.formatting import money_formatter, scale_for
 from leadsim.analysis.risk import horizon, order_index, tail_metrics, tail_prob
 
 __all__ = [
+    "attribution_chart",
     "comparison",
     "convergence",
     "fan_chart",
@@ -562,3 +563,54 @@ def convergence(ds: xr.Dataset, var: str = "net_settlement", p: float = 0.99, tr
     ax.grid(alpha=0.3, which="both")
     return fig
 
+
+
+@plain_text
+def attribution_chart(attr: xr.Dataset, fig: Figure | None = None) -> Figure:
+    """Shapley shares of the variance and of TVaR of the ten-year result by risk source, per track.
+
+    Parameters
+    ----------
+    attr : xarray.Dataset
+        From :func:`leadsim.analysis.attribution.attribute_runs` (``share`` and ``share_se`` over measure,
+        source, track).
+    fig : matplotlib.figure.Figure, optional
+        Drawn on (two panels side by side); a new Figure by default.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notes
+    -----
+    Bars are the shares of ``v(all) - v(none)`` (they sum to 100% per panel and track); error bars are ±1.96
+    bootstrap standard errors over draws (``docs/model.md``, variance attribution).
+    """
+    from leadsim.analysis.attribution import SOURCE_LABELS
+
+    if fig is None:
+        fig = Figure(figsize=(10.0, 4.6), dpi=100, layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    sources = [str(s) for s in attr["source"].values]
+    tracks = [str(t) for t in attr["track"].values]
+    y = np.arange(len(sources))
+    h = 0.8 / max(len(tracks), 1)
+    p = float(attr.attrs.get("tvar_level", 0.99))
+    for ax, measure, title in zip(axes, ("variance", "tvar"),
+                                  ("Share of the variance", f"Share of TVaR {_pct(p)} beyond the all-off result"),
+                                  strict=True):
+        for i, t in enumerate(tracks):
+            share = attr.share.sel(measure=measure, track=t).values
+            se = attr.share_se.sel(measure=measure, track=t).values
+            ax.barh(y + (i - (len(tracks) - 1) / 2) * h, 100 * share, height=h, color=_colour(t, i), label=t,
+                    xerr=np.where(np.isfinite(se), 196 * se, 0.0), error_kw={"capsize": 2, "lw": 0.8})
+        ax.axvline(0, color="0.2", lw=0.8)
+        ax.set_title(title, fontsize=10)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}%"))
+        ax.grid(alpha=0.3, axis="x")
+    axes[0].set_yticks(y, [SOURCE_LABELS.get(s, s) for s in sources], fontsize=8)
+    axes[0].invert_yaxis()
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"Where the ten-year risk comes from (Shapley shares, ±1.96 s.e.; "
+                 f"{int(attr.attrs.get('draws', 0)):,} draws)", fontsize=10)
+    return fig

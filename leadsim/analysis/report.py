@@ -24,7 +24,7 @@ from leadsim.analysis.formatting import money, percent
 from leadsim.analysis.risk import HORIZON, LEVELS, paired_difference, summarize
 from leadsim.atomic import atomic_path
 
-__all__ = ["compare_html", "compare_text", "report_html", "write_html"]
+__all__ = ["attribution_html", "attribution_section", "compare_html", "compare_text", "report_html", "write_html"]
 
 COMPARE_FIGURES = ("comparison", "loss_exceedance", "settlement_distribution")
 COMPARE_TABLES = ("runs", "compare_metrics", "paired_differences")
@@ -162,7 +162,8 @@ def _provenance_rows(ds: xr.Dataset) -> list[list[str]]:
     return rows
 
 
-def report_html(ds: xr.Dataset, source: str | None = None, levels: Sequence[float] = LEVELS) -> str:
+def report_html(ds: xr.Dataset, source: str | None = None, levels: Sequence[float] = LEVELS,
+                attribution: xr.Dataset | None = None) -> str:
     """The HTML report of one run: metrics with standard errors, figures, assumptions, provenance.
 
     Parameters
@@ -173,6 +174,9 @@ def report_html(ds: xr.Dataset, source: str | None = None, levels: Sequence[floa
         Where the result was read from (shown in the header).
     levels : sequence of float
         VaR/TVaR levels in the tables.
+    attribution : xarray.Dataset, optional
+        A variance attribution of the same config (:func:`leadsim.analysis.attribution.attribute_runs`): adds its
+        section (:func:`attribution_section`) before the figures.
 
     Returns
     -------
@@ -201,6 +205,8 @@ def report_html(ds: xr.Dataset, source: str | None = None, levels: Sequence[floa
     for t in tracks:
         header, rows = _annual_rows(s, t)
         parts.append(f"<h3>{html.escape(t)}</h3>" + _table(f"annual_metrics_{t}", header, rows))
+    if attribution is not None:
+        parts.append(attribution_section(attribution))
 
     figs = [
         _figure("fan_chart", plots.fan_chart(ds), "Benchmark (bands) vs spending (lines) per member-month"),
@@ -260,8 +266,12 @@ def check_same_horizon(runs: Mapping[str, xr.Dataset]) -> None:
                           "simulation.start_year and simulation.years")
 
 
-def compare_text(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
-    """A plain-text side-by-side table of the ten-year metrics of several runs (one row per run and track)."""
+def compare_text(runs: Mapping[str, xr.Dataset], p: float = 0.99, same_track: bool = False) -> str:
+    """A plain-text side-by-side table of the ten-year metrics of several runs (one row per run and track).
+
+    With ``same_track`` the paired differences are taken against the first run's same track (scenarios vs a
+    baseline), else against the first run's first track.
+    """
     check_same_horizon(runs)
     rows = _compare_summaries(runs, p)
     width = max(24, *(len(r[0]) + 2 for r in rows))
@@ -273,10 +283,11 @@ def compare_text(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
                      f"{_col(float(x.VaR.sel(level=p)), 14)}{_col(float(x.VaR_se.sel(level=p)), 10)}"
                      f"{_col(float(x.TVaR.sel(level=p)), 14)}{_col(float(x.TVaR_se.sel(level=p)), 10)}"
                      f"{float(x.p_loss):>9.1%}{float(x.p_beyond_guarantee):>9.1%}")
-    diffs = _paired_rows(runs, p)
+    diffs = _paired_rows(runs, p, same_track)
     if diffs:
         lines.append("")
-        lines.append(f"Paired differences vs {diffs[0][0]} (same draws; $M, ± se)")
+        ref_name = f"{next(iter(runs))}, same track" if same_track else diffs[0][0]
+        lines.append(f"Paired differences vs {ref_name} (same draws; $M, ± se)")
         for ref, label, dmean, dmean_se, dtv, dtv_se, crn in diffs:
             del ref
             lines.append(f"{label:{width}}mean {dmean / 1e6:+,.2f}{_pm(dmean_se)}   "
@@ -285,24 +296,32 @@ def compare_text(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
     return "\n".join(lines)
 
 
-def _paired_rows(runs: Mapping[str, xr.Dataset], p: float) -> list[tuple[str, str, float, float, float, float, bool]]:
-    """Every (run, track) minus the first run's first track, when the draw counts match."""
+def _paired_rows(runs: Mapping[str, xr.Dataset], p: float,
+                 same_track: bool = False) -> list[tuple[str, str, float, float, float, float, bool]]:
+    """Every (run, track) minus the first run's first track (or, ``same_track``, the first run's same track),
+    when the draw counts match."""
     labels = _labels(runs)
     if len(labels) < 2:
         return []
     ref_label, ref_track, ref_ds = labels[0]
-    ref = ref_ds.sel(track=ref_track)
+    first = next(iter(runs))
     out = []
     for label, track, ds in labels[1:]:
         if ds.sizes["draw"] != ref_ds.sizes["draw"]:
             continue
+        if same_track:
+            if label.startswith(f"{first}: ") or track not in ref_ds["track"].values:
+                continue
+            ref_label, ref = f"{first}: {track}", ref_ds.sel(track=track)
+        else:
+            ref = ref_ds.sel(track=ref_track)
         d = paired_difference(ds.sel(track=track), ref, levels=[p]).sel(period=HORIZON, level=p)
         out.append((ref_label, label, float(d.mean_diff), float(d.mean_diff_se), float(d.TVaR_diff),
                     float(d.TVaR_diff_se), bool(d.attrs["common_random_numbers"])))
     return out
 
 
-def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
+def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99, same_track: bool = False) -> str:
     """The HTML comparison of several runs (profiles or policies): tables, paired differences and figures.
 
     Parameters
@@ -311,6 +330,9 @@ def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
         E.g. ``{"lead": ds_lead, "mssp": ds_mssp}``; labels are usually file stems.
     p : float
         VaR/TVaR level in the tables.
+    same_track : bool
+        Paired differences against the first run's same track (scenarios vs a baseline) instead of the
+        first run's first track.
 
     Returns
     -------
@@ -340,10 +362,12 @@ def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
     parts.append("<h2>Ten-year metrics</h2>" + _table(
         "compare_metrics", ["Run: track", "Mean", "SD", f"VaR {_level_name(p)}", f"TVaR {_level_name(p)}",
                             "P(loss)", "P(year loss &gt; FG)"], rows))
-    diffs = _paired_rows(runs, p)
+    diffs = _paired_rows(runs, p, same_track)
     drows = [[html.escape(label), _mse(dm, dms), _mse(dt, dts), "yes" if crn else "no (independent)"]
              for _, label, dm, dms, dt, dts, crn in diffs]
     ref = html.escape(diffs[0][0]) if diffs else "the first run"
+    if same_track and diffs:
+        ref = f"{html.escape(next(iter(runs)))} (same track)"
     parts.append(f"<h2>Paired differences vs {ref}</h2>" + _table(
         "paired_differences", ["Run: track", "Δ mean", f"Δ TVaR {_level_name(p)}", "Common random numbers"],
         drows or [["(needs two runs with the same number of draws)", "", "", ""]]))
@@ -357,6 +381,52 @@ def compare_html(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
                      f"<pre data-section='config'>{html.escape(str(ds.attrs.get('config_toml', '')))}</pre>"
                      "</details>")
     return _page("leadsim comparison", "".join(parts))
+
+
+def attribution_section(attr: xr.Dataset) -> str:
+    """The variance-attribution section of a report: the chart and the table of Shapley shares with SEs.
+
+    ``attr`` comes from :func:`leadsim.analysis.attribution.attribute_runs`; the method is in ``docs/model.md``
+    (variance attribution).
+    """
+    from leadsim.analysis.attribution import SOURCE_LABELS
+
+    tracks = [str(t) for t in attr["track"].values]
+    lvl = _level_name(float(attr.attrs.get("tvar_level", 0.99)))
+    header = ["Source", *(f"{html.escape(t)}: {m}" for t in tracks for m in ("Var share", f"TVaR {lvl} share"))]
+    rows = []
+    for src in attr["source"].values:
+        row = [html.escape(SOURCE_LABELS.get(str(src), str(src)))]
+        row += [_p(float(attr.share.sel(measure=m, source=src, track=t)),
+                   float(attr.share_se.sel(measure=m, source=src, track=t)))
+                for t in tracks for m in ("variance", "tvar")]
+        rows.append(row)
+    totals = ["All sources on: SD / TVaR"]
+    for t in tracks:
+        totals += [_m(float(np.sqrt(attr.value_all.sel(measure="variance", track=t)))),
+                   _mse(float(attr.value_all.sel(measure="tvar", track=t)),
+                        float(attr.value_all_se.sel(measure="tvar", track=t)))]
+    rows.append(totals)
+    return ("<h2>Variance attribution</h2><p class='note'>How much of the variance and of the TVaR of the ten-year "
+            "result each risk source accounts for: Shapley values over the 2<sup>k</sup> runs with subsets of the "
+            f"sources switched off on the same draws ({int(attr.attrs.get('draws', 0)):,} draws). Shares sum to "
+            "100% per column; the TVaR shares split TVaR minus the loss with every source off. Small grey numbers: "
+            "bootstrap standard errors.</p>"
+            + _table("attribution", header, rows)
+            + "<div class='figs'>" + _figure("attribution", plots.attribution_chart(attr),
+                                             "Shapley shares of the variance and TVaR by source") + "</div>")
+
+
+def attribution_html(attr: xr.Dataset) -> str:
+    """A self-contained HTML page of a variance attribution (``leadsim attribute --report``)."""
+    sub = (f"{html.escape(str(attr.attrs.get('aco_name', '')))} under "
+           f"{html.escape(str(attr.attrs.get('policy_name', '')))}"
+           f"{' · scenario ' + html.escape(str(attr.attrs['scenario'])) if attr.attrs.get('scenario') else ''}"
+           f" · seed {html.escape(str(attr.attrs.get('seed', '?')))} · leadsim {__version__}")
+    body = (f"<h1>leadsim variance attribution</h1><p class='sub'>{sub}</p>" + attribution_section(attr)
+            + "<details><summary>Resolved configuration (TOML)</summary><pre data-section='config'>"
+            + html.escape(str(attr.attrs.get("config_toml", ""))) + "</pre></details>")
+    return _page("leadsim variance attribution", body)
 
 
 def write_html(text: str, path: str | os.PathLike[str]) -> Path:

@@ -6,7 +6,16 @@ leadsim reads.
 
 from leadsim.config.loading import load_config, parse_override_value, validate
 from leadsim.config.presets import assumed_policy_keys, available_presets, preset_dir
-from leadsim.config.schema import MAX_YEARS, POPULATIONS, TRACKS, Config, TrackPolicy, chunk_bounds, per_year
+from leadsim.config.schema import (
+    MAX_YEARS,
+    POPULATIONS,
+    TRACKS,
+    Config,
+    TrackPolicy,
+    chunk_bounds,
+    per_year,
+    shock_path,
+)
 from leadsim.errors import ConfigError, LeadsimWarning
 
 __all__ = [
@@ -24,5 +33,6 @@ __all__ = [
     "parse_override_value",
     "per_year",
     "preset_dir",
+    "shock_path",
     "validate",
 ]

@@ -14,18 +14,18 @@ import stat
 import sys
 import tomllib
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import annotated_types as at
 from pydantic import BaseModel, ValidationError
 
-from leadsim.config.presets import available_presets, preset_dir
+from leadsim.config.presets import available_presets, available_scenarios, preset_dir, scenario_dir
 from leadsim.config.schema import POPULATIONS, Config
 from leadsim.errors import ConfigError, LeadsimWarning
 
-__all__ = ["load_config", "parse_override_value", "validate"]
+__all__ = ["load_config", "parse_override_value", "scenario_overlay", "validate"]
 
 
 MAX_CONFIG_BYTES = 1_000_000
@@ -346,8 +346,32 @@ def _warn(cfg: Config) -> None:
                       stacklevel=_user_stacklevel())
 
 
+def scenario_overlay(names: str | Sequence[str] | None) -> tuple[dict[str, Any], str | None]:
+    """The merged TOML overlay of the named stress scenarios (in order) and their label (``a+b``).
+
+    Raises
+    ------
+    ConfigError
+        For a name that is not a file in ``configs/scenarios/``, listing the available names.
+    """
+    if names is None:
+        return {}, None
+    names = [names] if isinstance(names, str) else list(names)
+    if not names:
+        return {}, None
+    merged: dict[str, Any] = {}
+    for name in names:
+        path = scenario_dir() / f"{name}.toml"
+        if not (isinstance(name, str) and name.replace("_", "").isalnum() and path.is_file()):
+            raise ConfigError([f"scenario = {name!r}: unknown stress scenario (available: "
+                               f"{', '.join(available_scenarios()) or 'none found in ' + str(scenario_dir())})"])
+        merged = _deep_merge(merged, _read_toml(path, f"scenario = {name!r}"))
+    return merged, "+".join(names)
+
+
 def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | None = None,
-                overrides: Mapping[str, Any] | None = None) -> Config:
+                overrides: Mapping[str, Any] | None = None,
+                scenario: str | Sequence[str] | None = None) -> Config:
     """Read, merge and validate a leadsim configuration.
 
     Parameters
@@ -358,6 +382,10 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | No
     overrides : mapping of dotted keys to values, optional
         Applied after the file, e.g. ``{"simulation.draws": 5000, "policy.preset": "reach_py2026"}``.
         String values are parsed as TOML literals, as with the CLI's ``--set key=value``.
+    scenario : str or sequence of str, optional
+        Stress scenario(s) from ``configs/scenarios/`` (``pandemic``, ``forecast_miss``, ``rule_change``,
+        ``early_termination``), merged onto the config in order before the overrides; the config's
+        ``scenario`` field records them (``docs/model.md``, stress scenarios).
 
     Returns
     -------
@@ -370,13 +398,13 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | No
         With one line per problem, each naming the dotted key, the value and the allowed range.
     """
     try:
-        return _load_config(source, overrides)
+        return _load_config(source, overrides, scenario)
     except RecursionError:
         raise ConfigError(["the config (or an override) nests arrays or tables too deeply"]) from None
 
 
 def _load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | None,
-                 overrides: Mapping[str, Any] | None) -> Config:
+                 overrides: Mapping[str, Any] | None, scenario: str | Sequence[str] | None = None) -> Config:
     base_dir: Path | None = None
     resolved = isinstance(source, Config)
     if source is None:
@@ -389,6 +417,10 @@ def _load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | N
         path = Path(source)
         data = _read_toml(path, "config")
         base_dir = path.resolve().parent
+    overlay, label = scenario_overlay(scenario)
+    if label is not None:
+        data = _deep_merge(data, overlay)
+        data["scenario"] = label if not data.get("scenario") else f"{data['scenario']}+{label}"
     own = copy.deepcopy(data.get("policy"))
     for key, value in (overrides or {}).items():
         _apply_override(data, key, parse_override_value(value) if isinstance(value, str) else value)

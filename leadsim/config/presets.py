@@ -1,21 +1,36 @@
-"""Policy presets: where the preset files live and which of their keys are tagged ASSUMED."""
+"""Policy presets and stress scenarios: where their files live and which preset keys are tagged ASSUMED."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-__all__ = ["assumed_policy_keys", "available_presets", "preset_dir"]
+__all__ = ["assumed_policy_keys", "available_presets", "available_scenarios", "preset_dir", "scenario_dir"]
+
+
+def _config_subdir(name: str) -> Path:
+    env = os.environ.get("LEADSIM_CONFIG_DIR")
+    if env:
+        return Path(env) / name
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / "_configs" / name
+    return packaged if packaged.is_dir() else package.parent / "configs" / name
 
 
 def preset_dir() -> Path:
     """Folder of policy presets: ``$LEADSIM_CONFIG_DIR/policy``, else the packaged or repository ``configs``."""
-    env = os.environ.get("LEADSIM_CONFIG_DIR")
-    if env:
-        return Path(env) / "policy"
-    package = Path(__file__).resolve().parent.parent
-    packaged = package / "_configs" / "policy"
-    return packaged if packaged.is_dir() else package.parent / "configs" / "policy"
+    return _config_subdir("policy")
+
+
+def scenario_dir() -> Path:
+    """Folder of stress scenarios (TOML overlays): ``$LEADSIM_CONFIG_DIR/scenarios``, else ``configs/scenarios``."""
+    return _config_subdir("scenarios")
+
+
+def available_scenarios() -> list[str]:
+    """Names of the stress scenarios ``--scenario NAME`` accepts (the files in :func:`scenario_dir`)."""
+    d = scenario_dir()
+    return sorted(p.stem for p in d.glob("*.toml")) if d.is_dir() else []
 
 
 def assumed_policy_keys(preset: str) -> list[str]:

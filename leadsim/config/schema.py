@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from leadsim.config.presets import assumed_policy_keys
 
-__all__ = ["MAX_YEARS", "POPULATIONS", "TRACKS", "Config", "TrackPolicy", "chunk_bounds", "per_year"]
+__all__ = ["MAX_YEARS", "POPULATIONS", "TRACKS", "Config", "TrackPolicy", "chunk_bounds", "per_year", "shock_path"]
 
 POPULATIONS: tuple[str, ...] = ("aged_disabled", "esrd", "high_needs")
 """Population types in dataset order (``docs/methodology.md`` §1)."""
@@ -36,6 +36,7 @@ Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
 Rate = Annotated[float, Field(ge=-0.5, le=1.0)]
 NonNeg = Annotated[float, Field(ge=0.0, le=1e9)]
 PerYearShare = Annotated[list[Share], Field(min_length=1, max_length=MAX_YEARS)]
+ShockList = Annotated[list[Annotated[float, Field(ge=-0.5, le=0.5)]], Field(min_length=1, max_length=MAX_YEARS)]
 # bounds of the cost-model fields, stated once (the population classes below only change defaults)
 AnnualCost = Annotated[float, Field(gt=0.0, le=1e7)]
 LogSigma = Annotated[float, Field(ge=0.0, le=4.0)]
@@ -70,6 +71,16 @@ def per_year(values: list[float] | tuple[float, ...], years: int) -> list[float]
     """Expand a per-year list to ``years`` entries: missing later years hold the last value."""
     vals = list(values)
     return [vals[min(i, len(vals) - 1)] for i in range(years)]
+
+
+def shock_path(values: list[float] | tuple[float, ...] | None, years: int) -> list[float]:
+    """Expand a per-year list of one-off changes to ``years`` entries: missing later years are 0 (not held).
+
+    Scenario fields (a spending shock, a forecast miss, loss relief) describe events in given years, so
+    unlike :func:`per_year` the last value is not carried forward; ``None`` means no event at all.
+    """
+    vals = list(values or [])
+    return [float(vals[i]) if i < len(vals) else 0.0 for i in range(years)]
 
 
 def _check_bands(breakpoints: list[float], shares: list[float], what: str) -> None:
@@ -221,6 +232,9 @@ class TrendConfig(_Model):
     aco_level_persistence: Annotated[float, Field(ge=0.0, le=0.999)] = 0.80
     forecast_bias: Annotated[float, Field(ge=-0.5, le=0.5)] = 0.0
     national_weight: Share = 0.25
+    # stress scenarios (configs/scenarios/): per-year one-off changes, later years 0 (``shock_path``)
+    national_shock: ShockList | None = None   # added to national (so regional and ACO) annual growth
+    forecast_miss: ShockList | None = None    # added to the prospective (forecast) annual growth
 
 
 class QualityConfig(_Model):
@@ -351,6 +365,20 @@ class SettlementPolicy(_Model):
     sequestration_on_losses: bool
     financial_guarantee: Annotated[float, Field(ge=0.0, le=1.0)]
     discount_rate: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
+    # stress scenarios: extreme-and-uncontrollable-circumstances relief (share of shared losses forgiven per
+    # year, later years 0) and the last performance year settled before the model ends early
+    euc_loss_relief: PerYearShare | None = None
+    terminated_after: Annotated[int, Field(ge=2000, le=2200)] | None = None
+
+
+class RuleChange(_Model):
+    """A mid-model rule change: from performance year ``year`` on, a higher Global discount, a higher
+    withhold and narrower risk corridors (as ACO REACH did between PY2022 and PY2026; ``docs/methodology.md``)."""
+
+    year: Annotated[int, Field(ge=2000, le=2200)]
+    global_discount_add: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
+    withhold_add: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
+    corridor_scale: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
 
 
 class PolicyConfig(_Model):
@@ -365,6 +393,7 @@ class PolicyConfig(_Model):
     enhanced: TrackPolicy | None = None
     stop_loss: StopLossPolicy = StopLossPolicy()
     settlement: SettlementPolicy
+    rule_change: RuleChange | None = None
 
     @model_validator(mode="after")
     def _tracks_defined(self) -> PolicyConfig:
@@ -389,6 +418,19 @@ class Config(_Model):
     trend: TrendConfig = TrendConfig()
     quality: QualityConfig = QualityConfig()
     policy: PolicyConfig
+    scenario: Name | None = None  # the stress scenario(s) applied by ``load_config(..., scenario=...)``, a label
+
+    @model_validator(mode="after")
+    def _event_years(self) -> Config:
+        first, last = self.simulation.start_year, self.simulation.start_year + self.simulation.years - 1
+        rc, end = self.policy.rule_change, self.policy.settlement.terminated_after
+        if rc is not None and not first <= rc.year <= last:
+            raise ValueError(f"policy.rule_change.year = {rc.year}: must be a performance year "
+                             f"(allowed: {first} <= value <= {last})")
+        if end is not None and not first <= end <= last:
+            raise ValueError(f"policy.settlement.terminated_after = {end}: must be a performance year "
+                             f"(allowed: {first} <= value <= {last})")
+        return self
 
     @property
     def years(self) -> list[int]:
@@ -429,6 +471,14 @@ class Config(_Model):
                 node = node.get(part) if isinstance(node, dict) else None
             if node is not None:
                 out.append(f"{key} = {node}")
+        if self.scenario:  # stress-scenario magnitudes are stylised (docs/model.md §6a)
+            out.append(f"scenario = {self.scenario}")
+            events = {"trend.national_shock": self.trend.national_shock,
+                      "trend.forecast_miss": self.trend.forecast_miss,
+                      "policy.settlement.euc_loss_relief": p.settlement.euc_loss_relief,
+                      "policy.settlement.terminated_after": p.settlement.terminated_after,
+                      "policy.rule_change": p.rule_change.model_dump() if p.rule_change else None}
+            out += [f"{k} = {v}" for k, v in events.items() if v is not None]
         for name in POPULATIONS:
             pop = self.population[name]
             out.append(f"population.{name}: tail_alpha = {pop.tail_alpha}, rho = {pop.rho}, "

@@ -27,6 +27,7 @@ __all__ = [
     "is_higher_spending",
     "reach_rta_update",
     "risk_adjustment",
+    "rule_change_years",
     "track_policy",
     "two_way_trend",
     "withhold_factor",
@@ -211,13 +212,27 @@ def risk_adjustment(risk_score: np.ndarray, coding_drift: np.ndarray, caps: np.n
     return np.clip(ratio, 1.0 - caps, 1.0 + caps)
 
 
-def withhold_factor(quality: np.ndarray, withhold: float) -> np.ndarray:
+def rule_change_years(cfg: Config) -> np.ndarray:
+    """Boolean per performance year: whether ``policy.rule_change`` is in force (all False without one).
+
+    Notes
+    -----
+    The mid-model rule change (the ``rule_change`` stress scenario) applies from performance year
+    ``policy.rule_change.year`` to the end; earlier years keep the preset's rules (``docs/model.md``).
+    """
+    rc = cfg.policy.rule_change
+    years = np.asarray(cfg.years)
+    return np.zeros(years.shape, bool) if rc is None else years >= rc.year
+
+
+def withhold_factor(quality: np.ndarray, withhold: float | np.ndarray) -> np.ndarray:
     """``1 - w (1 - q_t)``: the quality withhold, earned back in proportion to the quality score.
 
     Notes
     -----
     ``docs/methodology.md`` §2.7: 3% of the discounted benchmark [LEAD], earned back linearly in ``q_t in [0, 1]``
     (``q = 0.6`` keeps 1.2% of the benchmark) [ASSUMED linear earn-back; Beta quality ASSUMED].
+    ``withhold`` may be a per-year array (years,), broadcast against ``quality`` (draws, years).
     """
     return 1.0 - withhold * (1.0 - quality)
 
@@ -276,6 +291,8 @@ def benchmark_pbpm(cfg: Config, track_name: str, national_growth: np.ndarray, re
     renormalised; a population with no experience in any base year keeps its un-rebased benchmark
     [ASSUMED; before this rule an empty population, e.g. an ACO without ESRD members, turned every
     rebased year's benchmark into NaN].
+    A ``policy.rule_change`` adds ``global_discount_add`` to the Global track's ``d_t`` and
+    ``withhold_add`` to ``w`` from its year on (:func:`rule_change_years`).
     """
     b = cfg.policy.benchmark
     track = track_policy(cfg, track_name)
@@ -334,6 +351,12 @@ def benchmark_pbpm(cfg: Config, track_name: str, national_growth: np.ndarray, re
                                     radj[:, t_r:, :])
 
     before = base * radj
-    after = before * (1.0 - discount_path(cfg, track))[None, :, None]
-    final = after * withhold_factor(quality, b.withhold)[:, :, None]
+    discount, withhold = discount_path(cfg, track), b.withhold
+    rc = cfg.policy.rule_change
+    if rc is not None:  # mid-model rule change: from its year, a higher Global discount and withhold
+        changed = rule_change_years(cfg)
+        discount = discount + (rc.global_discount_add * changed if track_name == "global" else 0.0)
+        withhold = b.withhold + rc.withhold_add * changed
+    after = before * (1.0 - discount)[None, :, None]
+    final = after * withhold_factor(quality, withhold)[:, :, None]
     return BenchmarkParts(before, after, final, update)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leadsim.config import Config, TrackPolicy
-from leadsim.ledger.benchmark import is_higher_spending, track_policy
+from leadsim.config import Config, TrackPolicy, shock_path
+from leadsim.ledger.benchmark import is_higher_spending, rule_change_years, track_policy
 from leadsim.schedules import marginal_bands
 
 __all__ = [
@@ -20,8 +20,30 @@ __all__ = [
     "corridor_share",
     "financial_guarantee",
     "financial_guarantee_by_year",
+    "narrowed",
     "settle",
+    "settled_years",
 ]
+
+
+def narrowed(track: TrackPolicy, scale: float) -> TrackPolicy:
+    """The track with every savings and loss corridor band edge multiplied by ``scale`` (a rule change).
+
+    Notes
+    -----
+    ``scale < 1`` narrows the bands: the ACO's share drops to the next band's sooner, so it bears less of
+    a large saving or loss (``docs/model.md``, the ``rule_change`` stress scenario). Caps and minimum
+    savings/loss rates are unchanged.
+    """
+    return track.model_copy(update={"savings_breakpoints": [b * scale for b in track.savings_breakpoints],
+                                    "loss_breakpoints": [b * scale for b in track.loss_breakpoints]})
+
+
+def settled_years(cfg: Config) -> np.ndarray:
+    """Boolean per performance year: whether the year is settled (False after ``terminated_after``)."""
+    end = cfg.policy.settlement.terminated_after
+    years = np.asarray(cfg.years)
+    return np.ones(years.shape, bool) if end is None else years <= end
 
 
 def corridor_share(rate: np.ndarray, track: TrackPolicy, quality: np.ndarray | None = None) -> np.ndarray:
@@ -143,6 +165,13 @@ def settle(cfg: Config, track_name: str, benchmark_pbpm: np.ndarray, member_mont
     in a loss year includes the recoupment (the financial guarantee backs this amount). Base PCC is a
     reduction of FFS claims paid, not an advance, and does not enter either view.
     Cumulative settlement sums the years discounted at ``discount_rate`` to the first year.
+
+    Stress-scenario rules (``docs/model.md``): a ``policy.rule_change`` settles its years on the corridors
+    of :func:`narrowed`; ``euc_loss_relief`` ``e_t`` multiplies a year's shared loss (before sequestration)
+    by ``1 - e_t`` (MSSP's extreme-and-uncontrollable-circumstances rule, 42 CFR 425.605(f): the share of
+    the year in the emergency times the share of beneficiaries in affected areas); after
+    ``terminated_after`` the shared savings, sequestration, add-ons, operating cost, PCC advance and net
+    settlement are 0 (the benchmark and gross savings are still reported, as the counterfactual).
     """
     track = track_policy(cfg, track_name)
     st = cfg.policy.settlement
@@ -159,7 +188,15 @@ def settle(cfg: Config, track_name: str, benchmark_pbpm: np.ndarray, member_mont
     gross = bench - net_spend
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.where(bench > 0, gross / bench, 0.0)
-    shared_before = corridor_share(rate, track, quality) * bench
+    share = corridor_share(rate, track, quality)
+    rc = cfg.policy.rule_change
+    if rc is not None and rc.corridor_scale != 1.0:  # narrower corridors from the rule change's year
+        share = np.where(rule_change_years(cfg)[None, :], corridor_share(rate, narrowed(track, rc.corridor_scale),
+                                                                         quality), share)
+    shared_before = share * bench
+    if st.euc_loss_relief is not None:  # extreme and uncontrollable circumstances: losses forgiven in part
+        euc = np.asarray(shock_path(st.euc_loss_relief, net_spend.shape[1]))[None, :]
+        shared_before = np.where(shared_before < 0, shared_before * (1.0 - euc), shared_before)
     seq_rate = np.where(shared_before > 0, st.sequestration,
                         st.sequestration if st.sequestration_on_losses else 0.0)
     sequestration = shared_before * seq_rate
@@ -169,12 +206,16 @@ def settle(cfg: Config, track_name: str, benchmark_pbpm: np.ndarray, member_mont
     add_on = add_rate * bench
     operating = cfg.aco.operating_cost_pbpm * member_months.sum(axis=2)
     net = shared + add_on - operating
+    advance = b.pcc_enhanced * bench
+    if st.terminated_after is not None:  # the model ended early: later years settle nothing
+        on = settled_years(cfg)[None, :]
+        shared, sequestration, add_on, operating, net, advance = (
+            np.where(on, a, 0.0) for a in (shared, sequestration, add_on, operating, net, advance))
     disc = (1.0 + st.discount_rate) ** -np.arange(net.shape[1])
     # a fixed-order sum over years (not ``net @ disc``: BLAS rounding depends on how many draws are in the
     # chunk, which broke bit-identical results across chunk_draws)
     cumulative = np.zeros(net.shape[0])
     for t in range(net.shape[1]):
         cumulative = cumulative + net[:, t] * disc[t]
-    advance = b.pcc_enhanced * bench
     return Settlement(bench, charge, gross, rate, shared, sequestration, add_on, operating, net, cumulative,
                       advance, net - advance)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from leadsim.config import Config, per_year
+from leadsim.config import Config, per_year, shock_path
 from leadsim.model.rng import MACRO_SLOT, N_STREAMS, Stream, key_np, normals_np, uniforms_np, word_np
 
 __all__ = ["MacroPaths", "ar1", "care_management_paths", "level_growth", "macro_paths", "prospective_growth"]
@@ -102,11 +102,15 @@ def prospective_growth(cfg: Config) -> np.ndarray:
     Returns
     -------
     ndarray, shape (years, 3)
-        ``mu_p + forecast_bias``: the expected national growth plus an optional forecast miss
-        (recent misses were 4-5% of benchmark in either direction; ``docs/calibration.md`` §1).
+        ``mu_p + forecast_bias + m_t``: the expected national growth plus an optional forecast bias
+        (recent misses were 4-5% of benchmark in either direction; ``docs/calibration.md`` §1) and the
+        one-off miss ``m_t`` of year ``t`` (``trend.forecast_miss``, the ``forecast_miss`` stress scenario).
     """
     mu = np.asarray(cfg.trend.national_mean.ordered()) + cfg.trend.forecast_bias
-    return np.broadcast_to(mu, (cfg.simulation.years, 3)).copy()
+    out = np.broadcast_to(mu, (cfg.simulation.years, 3)).copy()
+    if cfg.trend.forecast_miss is not None:  # a one-off miss (stress scenario), carried by the cumulative factor
+        out = out + np.asarray(shock_path(cfg.trend.forecast_miss, cfg.simulation.years))[:, None]
+    return out
 
 
 def macro_paths(cfg: Config, draws: np.ndarray) -> MacroPaths:
@@ -121,6 +125,8 @@ def macro_paths(cfg: Config, draws: np.ndarray) -> MacroPaths:
     ``sigma_l^2 (1 - psi^{2(t+1)}) / (1 - psi^2)`` tends to ``sigma_l^2 / (1 - psi^2)`` instead of growing
     without bound, and ``corr(l_t, l_{t+k}) -> psi^k``. The ACO's annual growth is
     ``(1 + g_{p,t}) exp(l_t - l_{t-1}) - 1`` (log-level model: a multiplicative deviation, always positive).
+    A stress scenario's ``trend.national_shock`` ``s_t`` is added to ``n_{p,t}`` of every draw (the normals
+    are unchanged, so regional and ACO growth move by the same shock on common random numbers).
     Quality ``q_t ~ Beta`` with the configured mean and sd, drawn by inversion of a keyed uniform.
     The ACO-level shock uses the first normal of ``Stream.ACO`` (the stream of the retired growth shock);
     the care-management scale uses ``Stream.CARE`` at year index 0.
@@ -140,6 +146,8 @@ def macro_paths(cfg: Config, draws: np.ndarray) -> MacroPaths:
     eps_care, _ = normals_np(word_np(k[:, 0], np.uint64(Stream.CARE)))
     mu = np.asarray(tr.national_mean.ordered())
     national = mu[None, None, :] + e[:, :, None]
+    if tr.national_shock is not None:  # stress scenario: a deterministic shock to every draw's national growth
+        national = national + np.asarray(shock_path(tr.national_shock, n_years))[None, :, None]
     regional = national + d[:, :, None]
     aco = (1.0 + regional) * level_growth(level)[:, :, None] - 1.0
 
