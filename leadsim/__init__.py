@@ -10,6 +10,7 @@ Public API::
     leadsim.run(cfg, "run.zarr", resume=True)  # to a file or store, chunk by chunk (resumable Zarr)
     summary = leadsim.summarize(ds)            # risk metrics with Monte Carlo standard errors; ds.leadsim.*
     cfg = leadsim.config_of(ds)                # the config a result was made with
+    d = leadsim.decide(cfg)                    # options on the same draws: ranking, break-even, switch, reserves
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from leadsim._version import __version__
 from leadsim.analysis.risk import summarize
 from leadsim.config import Config, load_config
+from leadsim.decide import decide
 from leadsim.errors import ConfigError, LeadsimWarning
 from leadsim.io.schema import config_of
 from leadsim.io.sink import open_result as open
@@ -29,6 +31,7 @@ __all__ = [
     "LeadsimWarning",
     "__version__",
     "config_of",
+    "decide",
     "load_config",
     "open",
     "run",
