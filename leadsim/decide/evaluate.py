@@ -30,10 +30,13 @@ def _concat(parts: list[ChunkCosts]) -> ChunkCosts:
     if len(parts) == 1:
         return parts[0]
     macro = MacroPaths(*(np.concatenate([getattr(p.macro, f) for p in parts]) for f in MacroPaths.__dataclass_fields__))
-    fields = {k: np.concatenate([p.fields[k] for p in parts]) for k in parts[0].fields}
-    return ChunkCosts(np.concatenate([p.draws for p in parts]), macro, fields,
-                      np.concatenate([p.member_months for p in parts]), np.concatenate([p.risk_score for p in parts]),
-                      np.concatenate([p.spending_pbpm for p in parts]))
+    # the kernel's fields are views of one (draws, years, 3, field) array; keep that memory layout, since numpy's
+    # einsum rounds differently on differently strided inputs and the settlement must equal a run's bit for bit
+    names = list(parts[0].fields)
+    out = np.concatenate([np.stack([p.fields[k] for k in names], axis=-1) for p in parts])
+    fields = {k: out[..., i] for i, k in enumerate(names)}
+    return ChunkCosts(np.concatenate([p.draws for p in parts]), macro, fields, fields["member_months"],
+                      np.concatenate([p.risk_score for p in parts]), np.concatenate([p.spending_pbpm for p in parts]))
 
 
 def kernel_pass(cfg: Config, inputs: RunInputs, factor: float = 1.0, progress: object | None = None) -> ChunkCosts:
