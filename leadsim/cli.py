@@ -144,7 +144,8 @@ def _break_even_lines(ds, tracks: list[str]) -> list[str]:
         cells = []
         for t in tracks:
             v, se = effects[t][0][j], effects[t][1][j]
-            cells.append("n/a" if not np.isfinite(v) else f"{mark}{v:+.2%} ±{se * 100:.2f}")
+            cells.append("n/a" if not np.isfinite(v) else f"{mark}{v:+.2%}" + (f" ±{se * 100:.2f}" if np.isfinite(se)
+                                                                            else ""))
         lines.append(f"{label:34}" + "".join(f"{c:>16}" for c in cells))
     note = ("(break-even: the constant spending change, -3% = 3% below what it would otherwise be, at which the "
             "ten-year result breaks even; ± SE in points")

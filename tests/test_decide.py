@@ -308,3 +308,14 @@ def test_cli_decide_refuses_an_existing_output(tmp_path, capsys):
     assert main(["decide", "configs/default.toml", "-o", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert out.read_text() == "keep"
+
+
+def test_one_draw_decides_without_nan_or_confident_zero_errors(capsys):
+    import re
+
+    assert main(["decide", "configs/default.toml", "--draws", "1", "--set", "aco.beneficiaries=300",
+                 "--comparators", "mssp_enhanced"]) == 0
+    out = capsys.readouterr().out
+    assert not re.search(r"\bnan\b", out, re.IGNORECASE)
+    d = decide(small(**{"simulation.draws": 1}), comparators=[], progress=False)
+    assert np.isnan(d.break_even_effect_se.values).all() and np.isnan(d.mean_se.values).all()

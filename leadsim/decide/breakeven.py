@@ -116,4 +116,6 @@ def solve(cum_at: Callable[[float | np.ndarray], np.ndarray], n: int,
     if lo < median < hi:
         value[1] = median
         se[1] = float(med.se)
+    if n < 2:  # one draw: no standard error at all (never a confident zero)
+        se[:] = np.nan
     return BreakEven(value, se)
