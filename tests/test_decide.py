@@ -319,3 +319,12 @@ def test_one_draw_decides_without_nan_or_confident_zero_errors(capsys):
     assert not re.search(r"\bnan\b", out, re.IGNORECASE)
     d = decide(small(**{"simulation.draws": 1}), comparators=[], progress=False)
     assert np.isnan(d.break_even_effect_se.values).all() and np.isnan(d.mean_se.values).all()
+
+
+def test_decision_is_bit_identical_whatever_the_threads_and_chunks():
+    cfg = small(**{"simulation.draws": 30, "aco.beneficiaries": 500})
+    a = decide(cfg, comparators=["mssp_enhanced"], progress=False)
+    b = decide(leadsim.load_config(cfg, overrides={"simulation.threads": 1, "simulation.chunk_draws": 7}),
+               comparators=["mssp_enhanced"], progress=False)
+    for name in a.data_vars:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)

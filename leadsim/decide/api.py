@@ -20,7 +20,7 @@ from leadsim.decide import metrics
 from leadsim.decide.breakeven import BRACKET, BREAK_EVEN, solve
 from leadsim.decide.evaluate import Evaluator, Paths, compose_switch
 from leadsim.decide.options import COMPARATORS, SWITCH_AFTER, Option, build_options
-from leadsim.engine import ChunkCosts, prepare, settle_chunk, stop_loss_charge_pbpm
+from leadsim.engine import ChunkCosts, prepare, settle_chunk, stop_loss_charge_pbpm, threads
 from leadsim.errors import ConfigError
 from leadsim.ledger.settlement import financial_guarantee
 from leadsim.model._kernel import RELIEF_NONE, RELIEF_TRUNCATION
@@ -223,10 +223,12 @@ def decide(cfg: Config | str | os.PathLike[str] | None = None, *, baseline: str 
     baseline = _check_args(options, baseline, criterion, float(lam), float(alpha))
     if progress is None:
         progress = sys.stderr.isatty() and not os.environ.get("CI")
-    ev = Evaluator(variants, options)
-    switch_info = {o.name: _choose_thresholds(ev, o, criterion, lam, alpha) for o in options if o.track == "switch"}
-    paths = ev.all_paths(0.0)
-    be, gap = _break_even(ev, bool(progress)) if break_even else ({}, {})
+    with threads(cfg.simulation.threads):  # numba threads as in a run (never changes a result)
+        ev = Evaluator(variants, options)
+        switch_info = {o.name: _choose_thresholds(ev, o, criterion, lam, alpha) for o in options
+                       if o.track == "switch"}
+        paths = ev.all_paths(0.0)
+        be, gap = _break_even(ev, bool(progress)) if break_even else ({}, {})
     return _dataset(cfg, ev, options, paths, switch_info, be, gap, baseline, criterion, lam, alpha)
 
 
