@@ -97,8 +97,9 @@ def decision_figure(ds: xr.Dataset) -> Figure:
     x, xe = ds["TVaR"].sel(level=0.99).values / 1e6, ds["TVaR_se"].sel(level=0.99).values / 1e6
     y, ye = ds["mean"].values / 1e6, ds["mean_se"].values / 1e6
     ax.errorbar(x, y, xerr=1.96 * xe, yerr=1.96 * ye, fmt="o", capsize=3)
-    for xi, yi, name in zip(x, y, ds["option"].values, strict=True):
-        ax.annotate(str(name), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for i, (xi, yi, name) in enumerate(zip(x, y, ds["option"].values, strict=True)):
+        # staggered labels: options on one kernel pass often sit on top of each other (switch vs staying)
+        ax.annotate(str(name), (xi, yi), textcoords="offset points", xytext=(5, 6 - 10 * (i % 3)), fontsize=8)
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set_xlabel("TVaR 99% of the ten-year result ($M, loss)")
     ax.set_ylabel("mean ten-year result ($M)")
@@ -119,7 +120,7 @@ def switch_figure(ds: xr.Dataset) -> Figure:
             j = int(np.flatnonzero(thr == tau)[0])
             if np.isfinite(c[j]):
                 ax.axhline(c[j] / 1e6, color=line.get_color(), ls=ls, lw=0.8)
-    ax.set_xlabel("threshold: Professional's cumulative savings rate, first years (%)")
+    ax.set_xlabel(f"threshold: Professional's cumulative savings rate, years 1-{ds.attrs['switch_after_years']} (%)")
     ax.set_ylabel("criterion ($M)")
     ax.set_title("Switch rule by threshold (dotted: always move; dashed: never)")
     if ax.lines:
