@@ -250,10 +250,11 @@ def test_run_summary_break_even_is_decides_on_the_same_draws(decided, tmp_path, 
     effects, exact, used = run_break_even(run)
     assert exact and used == 60
     for track in ("global", "professional"):
+        # the summary roots to 1e-6 (RUN_BREAK_EVEN_TOL), decide's to 1e-9
         np.testing.assert_allclose(effects[track][0], decided.break_even_effect.sel(option=f"lead_{track}").values,
-                                   rtol=1e-7, atol=1e-9)
+                                   rtol=0, atol=2e-6)
         np.testing.assert_allclose(effects[track][1], decided.break_even_effect_se.sel(option=f"lead_{track}").values,
-                                   rtol=1e-5, atol=1e-9)
+                                   rtol=1e-3)
     sl_run = sim(small(**{"policy.stop_loss.enabled": True}))
     assert run_break_even(sl_run)[1] is False
     out = tmp_path / "r.nc"

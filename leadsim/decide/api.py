@@ -378,8 +378,11 @@ def _describe(ds: xr.Dataset) -> None:
 
 
 # ---- the break-even line of `leadsim run` --------------------------------------------------------------------------
-RUN_BREAK_EVEN_MAX_DRAWS = 20_000
-"""Draws of a run used for the break-even line of its summary (the first ones; all when fewer)."""
+RUN_BREAK_EVEN_MAX_DRAWS = 5_000
+"""Draws of a run used for the break-even line of its summary (the first ones; all when fewer): a few seconds."""
+
+RUN_BREAK_EVEN_TOL = 1e-6
+"""Precision of the summary's break-even roots (shown to 0.01 points)."""
 
 
 def run_break_even(ds: xr.Dataset) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], bool, int]:
@@ -429,6 +432,6 @@ def run_break_even(ds: xr.Dataset) -> tuple[dict[str, tuple[np.ndarray, np.ndarr
 
     out = {}
     for i, t in enumerate(tracks):
-        be = solve(lambda d, i=i: cum_at(d, i), n, BRACKET)
+        be = solve(lambda d, i=i: cum_at(d, i), n, BRACKET, RUN_BREAK_EVEN_TOL)
         out[t] = (be.value, be.se)
     return out, relief == RELIEF_NONE, n

@@ -17,7 +17,7 @@ from scipy.optimize import brentq
 
 from leadsim.decide.metrics import estimate
 
-__all__ = ["BRACKET", "BREAK_EVEN", "BreakEven", "draw_roots", "solve"]
+__all__ = ["BRACKET", "BREAK_EVEN", "TOL", "BreakEven", "draw_roots", "solve"]
 
 BREAK_EVEN: tuple[str, ...] = ("mean_zero", "p_loss_half")
 """Break-even criteria: mean ten-year result = 0; P(ten-year loss) = 50%."""
@@ -26,7 +26,8 @@ BRACKET: tuple[float, float] = (-0.5, 0.5)
 """Spending changes searched; a break-even outside is reported as not found (NaN)."""
 
 _STEP = 1e-3  # central-difference step of d mean / d delta for the delta-method standard error
-_BISECTIONS = 30  # per-draw roots to (0.5 + 0.5) / 2^30 ~ 1e-9
+TOL = 1e-9
+"""Precision of the break-even roots (as a spending change) in :func:`leadsim.decide.decide`."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class BreakEven:
 
 
 def draw_roots(cum_at: Callable[[np.ndarray], np.ndarray], n: int,
-               bracket: tuple[float, float] = BRACKET) -> np.ndarray:
+               bracket: tuple[float, float] = BRACKET, tol: float = TOL) -> np.ndarray:
     """Each draw's own break-even: the ``delta_i`` with ten-year result ``cum_i(delta_i) = 0``, by bisection.
 
     Parameters
@@ -47,6 +48,8 @@ def draw_roots(cum_at: Callable[[np.ndarray], np.ndarray], n: int,
         ``cum_at(delta)`` with ``delta`` of shape (n,) (one change per draw) returns the ten-year results (n,).
     n : int
         Number of draws.
+    tol : float
+        Width of the final bracket of each root.
 
     Returns
     -------
@@ -65,7 +68,7 @@ def draw_roots(cum_at: Callable[[np.ndarray], np.ndarray], n: int,
     hi = np.full(n, bracket[1])
     pos_lo = cum_at(lo) > 0
     neg_hi = cum_at(hi) < 0
-    for _ in range(_BISECTIONS):
+    for _ in range(int(np.ceil(np.log2((bracket[1] - bracket[0]) / tol)))):
         mid = 0.5 * (lo + hi)
         gain = cum_at(mid) >= 0
         lo = np.where(gain, mid, lo)
@@ -76,7 +79,7 @@ def draw_roots(cum_at: Callable[[np.ndarray], np.ndarray], n: int,
 
 
 def solve(cum_at: Callable[[float | np.ndarray], np.ndarray], n: int,
-          bracket: tuple[float, float] = BRACKET) -> BreakEven:
+          bracket: tuple[float, float] = BRACKET, tol: float = TOL) -> BreakEven:
     """Both break-even effects of one option with their standard errors.
 
     Parameters
@@ -86,6 +89,8 @@ def solve(cum_at: Callable[[float | np.ndarray], np.ndarray], n: int,
         array of one per draw).
     n : int
         Number of draws.
+    tol : float
+        Precision of the roots.
 
     Returns
     -------
@@ -105,12 +110,12 @@ def solve(cum_at: Callable[[float | np.ndarray], np.ndarray], n: int,
     se = np.full(2, np.nan)
     m_lo, m_hi = float(np.mean(cum_at(lo))), float(np.mean(cum_at(hi)))
     if m_lo > 0 > m_hi:
-        root = brentq(lambda d: float(np.mean(cum_at(d))), lo, hi, xtol=1e-9)
+        root = brentq(lambda d: float(np.mean(cum_at(d))), lo, hi, xtol=tol)
         slope = (float(np.mean(cum_at(root + _STEP))) - float(np.mean(cum_at(root - _STEP)))) / (2 * _STEP)
         se_m = float(estimate(cum_at(root), "mean").se)
         value[0] = root
         se[0] = se_m / abs(slope) if slope != 0 else np.nan
-    roots = draw_roots(lambda d: cum_at(d), n, bracket)
+    roots = draw_roots(lambda d: cum_at(d), n, bracket, tol)
     med = estimate(roots, "VaR", p=0.5)  # loss-side VaR at 0.5 is minus the median
     median = -float(med.value)
     if lo < median < hi:
