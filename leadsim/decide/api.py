@@ -243,7 +243,7 @@ def _dataset(cfg: Config, ev: Evaluator, options: list[Option], paths: dict[str,
     cash = np.stack([paths[n].cash for n in names], axis=-1)
     cum = np.stack([paths[n].cum for n in names], axis=-1)      # (n, K)
     dd = drawdown(net, disc)                                     # worst cumulative loss (accrual), (n, K)
-    need = drawdown(cash, disc)                                  # worst cumulative cash position, (n, K)
+    need = metrics.worst_cash_position(net, cash, disc)          # capital for the worst cash position, (n, K)
     fg = np.array([financial_guarantee(ev.variants[o.variant].cfg) for o in options])
     base = names.index(baseline)
 
@@ -350,7 +350,7 @@ _DESCRIPTIONS = {
     "VaR": ("USD", "loss-side VaR of the ten-year result"),
     "TVaR": ("USD", "loss-side TVaR of the ten-year result"),
     "p_beyond_guarantee": ("1", "P(worst cumulative loss > financial guarantee)"),
-    "reserve": ("USD", "capital covering the worst cumulative cash position (drawdown of cash settlement) at level"),
+    "reserve": ("USD", "capital covering the worst cumulative cash position at a settlement, at level"),
     "financial_guarantee": ("USD", "financial guarantee of the option's policy, first performance year"),
     "criterion_value": ("USD", "ranking criterion (mean - lambda TVaR_99, or the mean under the constraint)"),
     "rank": ("1", "rank under the criterion, 1 = best"),
@@ -361,7 +361,7 @@ _DESCRIPTIONS = {
     "switch_value_mean": ("USD", "mean gain of the switch option over staying on Professional"),
     "switch_value_criterion": ("USD", "criterion gain of the switch option over staying on Professional"),
     "switch_criterion": ("USD", "criterion of the switch rule by threshold (all draws, in-sample)"),
-    "reserve_need": ("USD", "worst cumulative cash position of the draw (drawdown of cash settlement)"),
+    "reserve_need": ("USD", "capital the draw needs for its worst cumulative cash position at a settlement"),
 }
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from leadsim.analysis.risk import influence, tail_metrics
 
-__all__ = ["CRITERIA", "Estimate", "criterion", "estimate", "paired", "rank"]
+__all__ = ["CRITERIA", "Estimate", "criterion", "estimate", "paired", "rank", "worst_cash_position"]
 
 CRITERIA: tuple[str, ...] = ("mean_tvar", "constrained")
 """Ranking criteria: ``mean_tvar`` = mean - lambda x TVaR_99 of the ten-year result; ``constrained`` = the highest
@@ -113,3 +113,40 @@ def rank(name: str, value: np.ndarray, mean: np.ndarray, p_beyond: np.ndarray, a
     out = np.empty(len(order), dtype=np.int64)
     out[order] = np.arange(1, len(order) + 1)
     return out
+
+
+def worst_cash_position(net: np.ndarray, cash: np.ndarray, discount: np.ndarray | None = None) -> np.ndarray:
+    """Capital each draw needs to cover its worst cumulative cash position at a settlement (years on axis 1).
+
+    Parameters
+    ----------
+    net, cash : ndarray, shape (n, years, ...)
+        Annual accrual result (``net_settlement``) and what changes hands at settlement (``cash_settlement``,
+        the result minus the recouped enhanced PCC advance ``a_t = net_t - cash_t``).
+    discount : ndarray (years,), optional
+        Discount factors, as in ``cumulative_settlement``.
+
+    Returns
+    -------
+    ndarray, shape (n, ...)
+        ``max(0, max_t (P_t - (C_{t-1} + cash_t)))`` with ``C_t`` the cumulative result to year ``t`` and
+        ``P_t = max(0, max_{s<t} C_s)`` its running peak before the settlement (the start counts as a peak).
+
+    Notes
+    -----
+    At year ``t``'s settlement the ACO has settled the earlier years (``C_{t-1}``, their advances already netted)
+    and now owes the recoupment of this year's advance beside the year's result: its position is
+    ``C_{t-1} + cash_t = C_t - a_t``. Gains already paid out are not counted on to absorb later losses (the fall is
+    measured from the running peak, as :func:`leadsim.analysis.risk.drawdown` does), and a revolving advance costs
+    capital once, not once a year. Without an advance it is exactly ``drawdown(net)``
+    (``docs/design.md``, "Decisions"; ``docs/methodology.md`` §3.6-3.7 for the cash view).
+    """
+    net = np.asarray(net, dtype=float)
+    cash = np.asarray(cash, dtype=float)
+    if discount is not None:
+        d = np.asarray(discount).reshape((1, -1) + (1,) * (net.ndim - 2))
+        net, cash = net * d, cash * d
+    c = np.cumsum(net, axis=1)
+    before = np.concatenate([np.zeros_like(c[:, :1]), c[:, :-1]], axis=1)
+    peak = np.maximum(np.maximum.accumulate(before, axis=1), 0.0)
+    return np.maximum((peak - (before + cash)).max(axis=1), 0.0)

@@ -186,9 +186,9 @@ def decide_html(ds: xr.Dataset, source: str | None = None) -> str:
              money(float(ds["reserve"].isel(option=i).sel(level=0.995) - ds["financial_guarantee"].isel(option=i)),
                    1e6, "M", 2)] for i, o in enumerate(names)]
     body += ["<h2>Guarantee and reserves</h2>",
-             "<p class='note'>Reserve: the capital that covers the worst cumulative cash position (the largest "
-             "fall of cumulative cash settlement, enhanced PCC recoupment included) in all but 1% / 0.5% of "
-             "draws.</p>",
+             "<p class='note'>Reserve: the capital that covers the worst cumulative cash position at a "
+             "settlement (the fall from the running peak of the cumulative result to the earlier years' result "
+             "plus this settlement's cash, enhanced PCC recoupment included) in all but 1% / 0.5% of draws.</p>",
              _table("reserves", ["option", "financial guarantee", "reserve 99%", "reserve 99.5%",
                                  "reserve 99.5% beyond the guarantee"], rrow)]
     srow = []
