@@ -269,6 +269,20 @@ def test_break_even_agrees_with_a_brute_force_grid_of_runs():
         assert abs(cum.mean()) < 0.05 * cum.std() / np.sqrt(cum.size), option
 
 
+@pytest.mark.slow
+def test_break_even_standard_errors_match_the_spread_across_seeds():
+    """Across 24 independent seeds the break-even estimates scatter as their reported standard errors say: the
+    ratio of the empirical SD to the mean SE lies in the 99% range of an SD ratio from 24 samples (0.64 to 1.42)."""
+    est, ses = [], []
+    for seed in range(24):
+        d = decide(small(**{"simulation.seed": 1000 + seed, "simulation.draws": 150, "aco.beneficiaries": 800}),
+                   comparators=[], stop_loss=False, progress=False)
+        est.append(d.break_even_effect.sel(option=["lead_global", "lead_professional"]).values)
+        ses.append(d.break_even_effect_se.sel(option=["lead_global", "lead_professional"]).values)
+    ratio = np.std(est, axis=0, ddof=1) / np.mean(ses, axis=0)  # (option, criterion)
+    assert np.all((ratio > 0.64) & (ratio < 1.42)), ratio
+
+
 def test_run_summary_break_even_is_decides_on_the_same_draws(decided, tmp_path, capsys):
     run = sim(small())
     effects, exact, used = run_break_even(run)
