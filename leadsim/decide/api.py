@@ -185,7 +185,7 @@ def decide(cfg: Config | str | os.PathLike[str] | None = None, *, baseline: str 
     lam, alpha : float
         The criterion's parameters (defaults :data:`DEFAULT_LAMBDA`, :data:`DEFAULT_ALPHA`).
     comparators : sequence of str
-        Comparator policy presets (default REACH PY2026 and MSSP ENHANCED).
+        Comparator policy presets (default LEAD PY2027, REACH PY2026 and MSSP ENHANCED; the config's own is skipped).
     stop_loss : bool
         Evaluate each LEAD option with stop-loss elected too.
     break_even : bool

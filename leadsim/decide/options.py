@@ -19,8 +19,9 @@ from leadsim.errors import ConfigError, LeadsimWarning
 
 __all__ = ["COMPARATORS", "SWITCH_AFTER", "Option", "Variant", "build_options", "cost_key"]
 
-COMPARATORS: tuple[str, ...] = ("reach_py2026", "mssp_enhanced")
-"""Comparator presets evaluated beside the config's own policy by default (``configs/policy/``)."""
+COMPARATORS: tuple[str, ...] = ("lead_py2027", "reach_py2026", "mssp_enhanced")
+"""Comparator presets evaluated beside the config's own policy by default (``configs/policy/``); the config's own
+preset is skipped, so a LEAD config is compared with REACH and MSSP, an MSSP config with LEAD and REACH."""
 
 SWITCH_AFTER = 4
 """Years an ACO must stay on Professional before it may move to Global (LEAD's four-year minimum)."""
