@@ -12,6 +12,7 @@ Public API::
     cfg = leadsim.config_of(ds)                # the config a result was made with
     attr = leadsim.attribute(cfg, draws=1000)  # Shapley shares of Var and TVaR 99% by risk source
     cfg = leadsim.load_config(path, scenario="pandemic")   # a stress scenario of configs/scenarios/
+    d = leadsim.decide(cfg)                    # options on the same draws: ranking, break-even, switch, reserves
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 from leadsim._version import __version__
 from leadsim.analysis.risk import summarize
 from leadsim.config import Config, load_config
+from leadsim.decide import decide
 from leadsim.errors import ConfigError, LeadsimWarning
 from leadsim.io.schema import config_of
 from leadsim.io.sink import open_result as open
@@ -37,6 +39,7 @@ __all__ = [
     "__version__",
     "attribute",
     "config_of",
+    "decide",
     "load_config",
     "open",
     "run",

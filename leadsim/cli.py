@@ -1,4 +1,4 @@
-"""Command line: ``leadsim run | validate | report | compare | export | fit | synth-panel | attribute``.
+"""Command line: ``leadsim run | validate | report | compare | export | fit | synth-panel | attribute | decide``.
 
 Exit codes: 0 success, 2 invalid input (config, override, output path), 1 unexpected failure.
 Flags mirror config keys; ``--set key=value`` overrides any key (values parsed as TOML literals).
@@ -129,7 +129,34 @@ def summary_text(ds) -> str:
     lines += [f"{label:34}" + "".join(f"{v:>16.1%}" for v in vals) for label, vals in probs]
     if n < MIN_DRAWS_1IN100:
         lines.append(f"(1-in-100 figures need at least {MIN_DRAWS_1IN100} draws; this run has {n:,})")
+    lines += _break_even_lines(ds, tracks)
     return "\n".join(lines)
+
+
+def _break_even_lines(ds, tracks: list[str]) -> list[str]:
+    """The break-even spending change per track (:func:`leadsim.decide.run_break_even`), from the run's own costs."""
+    import numpy as np
+
+    from leadsim.decide import run_break_even
+
+    effects, exact, used = run_break_even(ds)
+    mark = "" if exact else "~"
+    lines = []
+    for j, label in enumerate(("Break-even effect, mean = 0", "Break-even effect, P(loss) = 50%")):
+        cells = []
+        for t in tracks:
+            v, se = effects[t][0][j], effects[t][1][j]
+            cells.append("n/a" if not np.isfinite(v) else f"{mark}{v:+.2%}" + (f" ±{se * 100:.2f}" if np.isfinite(se)
+                                                                            else ""))
+        lines.append(f"{label:34}" + "".join(f"{c:>16}" for c in cells))
+    note = ("(break-even: the constant spending change, -3% = 3% below what it would otherwise be, at which the "
+            "ten-year result breaks even; ± SE in points")
+    if not exact:
+        note += "; ~ outlier relief taken proportional to spending: `leadsim decide` refines it"
+    if used < ds.sizes["draw"]:
+        note += f"; from the first {used:,} draws"
+    lines.append(note + ")")
+    return lines
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -364,6 +391,70 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- leadsim decide: options on common draws, break-even, track switch, reserves ----------------------------------
+def cmd_decide(args: argparse.Namespace) -> int:
+    from leadsim.decide import decide
+    from leadsim.decide.report import decide_html, decide_text
+
+    cfg = _load(args)
+    inputs = [args.config]
+    out = None if args.output is None else _check_output(args.output, inputs=inputs, overwrite=args.overwrite)
+    if args.report is not None:
+        _check_output(args.report, inputs=[*inputs, *([out] if out else [])], overwrite=args.overwrite,
+                      flag="--report")
+    comparators = [] if args.comparators == "" else [c.strip() for c in args.comparators.split(",")]
+    t0 = time.perf_counter()
+    with _sigterm_interrupts():
+        ds = decide(cfg, baseline=args.baseline, criterion=args.criterion, lam=args.lam, alpha=args.alpha,
+                    comparators=comparators, stop_loss=not args.no_stop_loss, break_even=not args.no_break_even,
+                    progress=False if args.quiet else None)
+        if not args.quiet:
+            print(decide_text(ds))
+        if out is not None:
+            from leadsim.io.netcdf import save_netcdf
+
+            try:
+                save_netcdf(ds, out)
+            except OSError as err:
+                raise OSError(f"cannot write {out}: {err.strerror or err}; no partial file was left") from None
+            print(f"Wrote {out}")
+        if args.report:
+            from leadsim.analysis.report import write_html
+
+            write_html(decide_html(ds, source=Path(args.config).name), Path(args.report))
+            print(f"Wrote {args.report}")
+    print(f"Decided in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _add_decide_parser(sub: argparse._SubParsersAction) -> None:
+    from leadsim.decide import COMPARATORS, CRITERIA, DEFAULT_ALPHA, DEFAULT_LAMBDA
+
+    dec = sub.add_parser("decide", help="compare the options an ACO can choose (tracks, stop-loss, switch, REACH, "
+                                        "MSSP) on the same draws; break-even effects, reserves")
+    _add_config_flags(dec)
+    dec.add_argument("-o", "--output", help="also write the decision dataset (.nc)")
+    dec.add_argument("--report", metavar="HTML", help="also write the HTML decision report")
+    dec.add_argument("--draws", type=int, help="= simulation.draws")
+    dec.add_argument("--seed", type=int, help="= simulation.seed")
+    dec.add_argument("--threads", type=int, help="= simulation.threads (numba threads)")
+    dec.add_argument("--baseline", help="option the paired differences are taken against (default mssp_enhanced)")
+    dec.add_argument("--criterion", choices=CRITERIA, default="mean_tvar",
+                     help="ranking: mean - lambda x TVaR99 (mean_tvar, default), or the highest mean with "
+                          "P(worst cumulative loss > guarantee) <= alpha (constrained)")
+    dec.add_argument("--lambda", dest="lam", type=float, default=DEFAULT_LAMBDA,
+                     help=f"weight of TVaR99 in mean_tvar (default {DEFAULT_LAMBDA})")
+    dec.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                     help=f"largest P(worst cumulative loss > guarantee) under constrained (default {DEFAULT_ALPHA})")
+    dec.add_argument("--comparators", default=",".join(COMPARATORS),
+                     help="comma-separated comparator presets ('' for none; default %(default)s)")
+    dec.add_argument("--no-stop-loss", action="store_true", help="do not evaluate the stop-loss elections")
+    dec.add_argument("--no-break-even", action="store_true", help="skip the break-even effects")
+    dec.add_argument("-q", "--quiet", action="store_true", help="no table and no progress")
+    dec.add_argument("--overwrite", action="store_true", help="replace an existing dataset or report")
+    dec.set_defaults(func=cmd_decide)
+
+
 # ---- leadsim fit / synth-panel: fitting a config to an ACO's own panel -----------------------------------------------
 def cmd_synth_panel(args: argparse.Namespace) -> int:
     from leadsim.fit.synth import synth_panel
@@ -528,6 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--boot", type=int, default=200, help="bootstrap resamples for the standard errors (default 200)")
     att.add_argument("--overwrite", action="store_true", help="replace an existing -o or --report file")
     att.set_defaults(func=cmd_attribute)
+    _add_decide_parser(sub)
     return parser
 
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from leadsim.io.sink import Sink
 
 __all__ = ["ChunkCosts", "ChunkResult", "RunInputs", "chunk_costs", "costs_of", "drive", "prepare", "run_chunk",
-           "run_draws", "settle_chunk", "threads"]
+           "run_draws", "settle_chunk", "stop_loss_charge_pbpm", "threads"]
 
 
 @dataclass(frozen=True)
@@ -92,12 +92,19 @@ class ChunkCosts:
     spending_pbpm: np.ndarray
 
 
-def chunk_costs(cfg: Config, inputs: RunInputs, draws: np.ndarray) -> ChunkCosts:
-    """Draw the macro paths and run the cohort kernel for one chunk (the part of a run that costs time)."""
+def chunk_costs(cfg: Config, inputs: RunInputs, draws: np.ndarray, spending_factor: float = 1.0) -> ChunkCosts:
+    """Draw the macro paths and run the cohort kernel for one chunk (the part of a run that costs time).
+
+    ``spending_factor`` multiplies every beneficiary's mean cost (``1 + delta``: a constant proportional change
+    of spending on top of the configured care-management effect, as :mod:`leadsim.decide` needs for the
+    break-even effect where outlier relief makes the ledger nonlinear in spending); 1 is a plain run.
+    """
     model = inputs.model
     draws = np.asarray(draws, dtype=np.int64)
     macro = macro_paths(cfg, draws)
     mean, scale = realised_means(model, macro)
+    if spending_factor != 1.0:
+        mean = mean * spending_factor
     return costs_of(model, draws, macro, run_cohort(model, draws, mean, scale))
 
 
@@ -113,8 +120,20 @@ def costs_of(model: CohortModel, draws: np.ndarray, macro: MacroPaths, out: np.n
     return ChunkCosts(draws, macro, f, mm, risk, spend_pbpm)
 
 
-def settle_chunk(cfg: Config, inputs: RunInputs, costs: ChunkCosts) -> ChunkResult:
-    """Settle every track of ``cfg`` against one chunk's costs and collect the dataset variables."""
+def stop_loss_charge_pbpm(cfg: Config, inputs: RunInputs, macro: MacroPaths) -> np.ndarray:
+    """The stop-loss charge PBPM a chunk is settled with: at each draw's realised national trend, or ex ante."""
+    sl = cfg.policy.stop_loss
+    return (stop_loss_price(cfg, inputs.model, macro.national_growth) if sl.enabled and sl.basis == "realised"
+            else inputs.charge_pbpm)
+
+
+def settle_chunk(cfg: Config, inputs: RunInputs, costs: ChunkCosts,
+                 charge_pbpm: np.ndarray | None = None) -> ChunkResult:
+    """Settle every track of ``cfg`` against one chunk's costs and collect the dataset variables.
+
+    ``charge_pbpm`` is :func:`stop_loss_charge_pbpm` of these draws when the caller settles them many times
+    (it does not depend on the ACO's spending); by default it is computed here.
+    """
     f, mm, macro = costs.fields, costs.member_months, costs.macro
     # the dataset stores the payout the ACO receives (after the ex-post budget-neutrality factor), so that
     # gross_savings = benchmark - (expenditure - stop_loss_payout + stop_loss_charge) holds in every run
@@ -126,9 +145,8 @@ def settle_chunk(cfg: Config, inputs: RunInputs, costs: ChunkCosts) -> ChunkResu
         "national_growth": macro.national_growth, "regional_growth": macro.regional_growth,
         "aco_growth": macro.aco_growth, "quality_score": macro.quality,
     }
-    sl = cfg.policy.stop_loss
-    charge_pbpm = (stop_loss_price(cfg, inputs.model, macro.national_growth) if sl.enabled and sl.basis == "realised"
-                   else inputs.charge_pbpm)
+    if charge_pbpm is None:
+        charge_pbpm = stop_loss_charge_pbpm(cfg, inputs, macro)
     prosp = prospective_growth(cfg)
     per_track: dict[str, list[np.ndarray]] = {}
     for track in cfg.policy.tracks:

@@ -44,6 +44,7 @@ LAYER_OF_PREFIX = {  # longest matching prefix wins
     "leadsim.testing": "testing",             # numpy reference twins: model only, never the orchestrator
     "leadsim.testing.calibration": "checks",  # model-vs-public-facts runs: a user of the whole API
     "leadsim.fit": "fit",               # fitting a config to an ACO's panel: config, cost model, simulate
+    "leadsim.decide": "decide",         # options on common draws: engine's seam, ledger, risk metrics, reports
     "leadsim.cli": "cli",
     "leadsim": "api",                   # the package's __init__: the public facade
 }
@@ -58,9 +59,10 @@ ALLOWED = {
     "engine": {"base", "config", "model", "ledger", "io", "engine"},
     "testing": {"base", "config", "model", "testing"},
     "checks": {"base", "config", "model", "ledger", "io", "analysis", "engine", "api", "testing"},
-    "api": {"base", "config", "io", "analysis", "engine"},
+    "api": {"base", "config", "io", "analysis", "engine", "decide"},
     "fit": {"base", "config", "model", "engine", "fit"},
-    "cli": {"base", "config", "io", "analysis", "engine", "api", "fit", "cli"},
+    "decide": {"base", "config", "model", "ledger", "io", "analysis", "engine", "decide"},
+    "cli": {"base", "config", "io", "analysis", "engine", "api", "fit", "decide", "cli"},
 }
 
 

@@ -14,7 +14,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 def test_notebooks_found_and_committed_without_outputs():
     assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_tail_risk.ipynb", "03_lead_vs_mssp.ipynb",
-                                         "05_fit_your_aco.ipynb"]
+                                         "04_decisions.ipynb", "05_fit_your_aco.ipynb"]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         for cell in nb.cells:
