@@ -24,15 +24,16 @@ from leadsim.ledger.benchmark import benchmark_pbpm
 from leadsim.ledger.settlement import financial_guarantee_by_year, settle
 from leadsim.model._kernel import OUT_FIELDS, RELIEF_TRUNCATION
 from leadsim.model.cohort import CohortModel, cohort_model, realised_means, run_cohort, stop_loss_price
-from leadsim.model.drivers import MacroPaths, macro_paths, prospective_growth
+from leadsim.model.drivers import MacroPaths, keyed_shocks, macro_paths, prospective_growth
 from leadsim.model.outliers import expected_truncation
 from leadsim.model.rng import RNG_SCHEME
+from leadsim.model.sampling import PILOT_DRAW_OFFSET, Sample, sample_shocks, tilt_from_pilot, to_normals
 
 if TYPE_CHECKING:  # pragma: no cover
     from leadsim.io.sink import Sink
 
 __all__ = ["ChunkCosts", "ChunkResult", "RunInputs", "chunk_costs", "drive", "prepare", "run_chunk", "run_draws",
-           "settle_chunk", "threads"]
+           "settle_chunk", "threads", "tilt_vector"]
 
 
 @dataclass(frozen=True)
@@ -42,19 +43,64 @@ class RunInputs:
     model: CohortModel
     charge_pbpm: np.ndarray      # (years, 3) stop-loss charge PBPM at expected trend (the ex-ante basis)
     base_truncation: np.ndarray  # (3,) expected base-year spending removed by truncation, PBPM
+    tilt: np.ndarray | None = None  # (D,) mean shift of the systematic normals (sampling = "tilted")
 
 
 def prepare(cfg: Config) -> RunInputs:
     """Build the cost model and the prices the ledger needs (once per run; tables are cached)."""
+    inputs = _untilted_inputs(cfg)
+    if cfg.simulation.sampling != "tilted":
+        return inputs
+    return RunInputs(inputs.model, inputs.charge_pbpm, inputs.base_truncation, tilt_vector(cfg, inputs))
+
+
+def _untilted_inputs(cfg: Config) -> RunInputs:
     model = cohort_model(cfg)
     return RunInputs(model, stop_loss_price(cfg, model), expected_truncation(cfg))
+
+
+_TILTS: dict[str, np.ndarray] = {}
+
+
+def tilt_vector(cfg: Config, inputs: RunInputs | None = None) -> np.ndarray:
+    """The tilt of a ``sampling = "tilted"`` run, chosen by a plain pilot run (computed once per config).
+
+    Notes
+    -----
+    ``simulation.pilot_draws`` plain draws at indices ``2^62 + i`` (keyed streams no run uses) are settled;
+    the loss (minus the ten-year settlement of the first track of ``policy.tracks``) is regressed on their
+    systematic normals and :func:`leadsim.model.sampling.tilt_from_pilot` aims the shift at
+    ``simulation.tilt_level``. The pilot depends only on the config, so every process and worker computes
+    the same vector (rounded to 1e-6). ``simulation.tilt_shift``, when set, is used as it is (no pilot).
+    """
+    if cfg.simulation.tilt_shift is not None:  # pinned (e.g. to compare policies on common random numbers)
+        return np.asarray(cfg.simulation.tilt_shift, dtype=float)
+    key = cfg.to_toml()
+    if key not in _TILTS:
+        inputs = inputs or _untilted_inputs(cfg)
+        draws = PILOT_DRAW_OFFSET + np.arange(cfg.simulation.pilot_draws, dtype=np.int64)
+        zs, losses = [], []
+        for lo, hi in chunk_bounds(draws.size, cfg.simulation.chunk_draws):
+            d = draws[lo:hi]
+            sample = Sample(keyed_shocks(cfg, d), np.ones(d.size))
+            res = settle_chunk(cfg, inputs, chunk_costs(cfg, inputs, d, sample))
+            zs.append(to_normals(sample.shocks))
+            losses.append(-res.arrays["cumulative_settlement"][:, 0])
+        _TILTS[key] = tilt_from_pilot(np.concatenate(zs), np.concatenate(losses), cfg.simulation.tilt_level)
+    return _TILTS[key].copy()
 
 
 def run_header(cfg: Config) -> RunHeader:
     """The run-level variables and model attributes a sink stores before the first chunk."""
     fg = financial_guarantee_by_year(cfg)
+    attrs: dict[str, Any] = {"rng_scheme": RNG_SCHEME}
+    s = cfg.simulation
+    if s.sampling == "qmc":
+        attrs.update(sampling="qmc", qmc_replicates=s.qmc_replicates)
+    elif s.sampling == "tilted":
+        attrs.update(sampling="tilted", tilt_shift=tilt_vector(cfg))
     return RunHeader(constants={"financial_guarantee": np.float64(fg[0]), "financial_guarantee_by_year": fg},
-                     attrs={"rng_scheme": RNG_SCHEME})
+                     attrs=attrs)
 
 
 @dataclass
@@ -90,13 +136,21 @@ class ChunkCosts:
     member_months: np.ndarray
     risk_score: np.ndarray
     spending_pbpm: np.ndarray
+    weight: np.ndarray | None = None     # (draws,) likelihood-ratio weight (None: plain, all 1)
+    replicate: np.ndarray | None = None  # (draws,) QMC randomization replicate (qmc only)
 
 
-def chunk_costs(cfg: Config, inputs: RunInputs, draws: np.ndarray) -> ChunkCosts:
-    """Draw the macro paths and run the cohort kernel for one chunk (the part of a run that costs time)."""
+def chunk_costs(cfg: Config, inputs: RunInputs, draws: np.ndarray, sample: Sample | None = None) -> ChunkCosts:
+    """Draw the macro paths and run the cohort kernel for one chunk (the part of a run that costs time).
+
+    The systematic variates follow ``simulation.sampling`` (:mod:`leadsim.model.sampling`) unless ``sample``
+    gives them; the beneficiary-level streams are the keyed ones in every mode.
+    """
     model = inputs.model
     draws = np.asarray(draws, dtype=np.int64)
-    macro = macro_paths(cfg, draws)
+    if sample is None and cfg.simulation.sampling != "plain":
+        sample = sample_shocks(cfg, draws, inputs.tilt)
+    macro = macro_paths(cfg, draws, None if sample is None else sample.shocks)
     mean, scale = realised_means(model, macro)
     out = run_cohort(model, draws, mean, scale)
     f = {name: out[..., i] for i, name in enumerate(OUT_FIELDS)}
@@ -106,7 +160,9 @@ def chunk_costs(cfg: Config, inputs: RunInputs, draws: np.ndarray) -> ChunkCosts
     with np.errstate(divide="ignore", invalid="ignore"):
         risk = np.where(mm > 0, f["risk_weighted_months"] / mm, 1.0)
         spend_pbpm = np.where(mm > 0, truncated / mm, np.nan)
-    return ChunkCosts(draws, macro, f, mm, risk, spend_pbpm)
+    if sample is None:
+        return ChunkCosts(draws, macro, f, mm, risk, spend_pbpm)
+    return ChunkCosts(draws, macro, f, mm, risk, spend_pbpm, sample.weight, sample.replicate)
 
 
 def settle_chunk(cfg: Config, inputs: RunInputs, costs: ChunkCosts) -> ChunkResult:
@@ -121,7 +177,10 @@ def settle_chunk(cfg: Config, inputs: RunInputs, costs: ChunkCosts) -> ChunkResu
         "entrants": f["entrants"].astype(np.int64), "outliers": f["outliers"].astype(np.int64),
         "national_growth": macro.national_growth, "regional_growth": macro.regional_growth,
         "aco_growth": macro.aco_growth, "quality_score": macro.quality,
+        "weight": np.ones(len(costs.draws)) if costs.weight is None else costs.weight,
     }
+    if costs.replicate is not None:
+        arrays["replicate"] = costs.replicate.astype(np.int64)
     sl = cfg.policy.stop_loss
     charge_pbpm = (stop_loss_price(cfg, inputs.model, macro.national_growth) if sl.enabled and sl.basis == "realised"
                    else inputs.charge_pbpm)

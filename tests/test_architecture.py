@@ -40,6 +40,7 @@ LAYER_OF_PREFIX = {  # longest matching prefix wins
     "leadsim.engine": "engine",
     "leadsim.distributed": "engine",
     "leadsim.simulate": "engine",
+    "leadsim.precision": "api",         # run until a metric's standard error meets a target (engine + analysis)
     "leadsim.testing": "testing",             # numpy reference twins: model only, never the orchestrator
     "leadsim.testing.calibration": "checks",  # model-vs-public-facts runs: a user of the whole API
     "leadsim.fit": "fit",               # fitting a config to an ACO's panel: config, cost model, simulate
