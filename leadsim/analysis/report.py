@@ -163,13 +163,13 @@ def _provenance_rows(ds: xr.Dataset) -> list[list[str]]:
 
 
 def _sampling_note(ds: xr.Dataset, s: xr.Dataset) -> str:
-    """For a QMC or tilted run: the tables' estimates and errors are weighted / batch-means; figures are not."""
+    """For a QMC or tilted run: estimates are weighted, standard errors weighted or batch means."""
     mode = ds.attrs.get("sampling")
     if not mode:
         return ""
     eff = s.attrs.get("effective_draws")
-    what = (f"tilted sampling: tables are likelihood-ratio weighted (effective draws {eff:,.0f}); figures show the "
-            "draws as sampled, unweighted" if mode == "tilted" else
+    what = (f"tilted sampling: tables and figures are likelihood-ratio weighted (effective draws {eff:,.0f})"
+            if mode == "tilted" else
             "randomized QMC: standard errors are batch means across the randomizations")
     return f" · {html.escape(what)}"
 
