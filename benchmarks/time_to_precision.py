@@ -16,11 +16,12 @@ track are evaluated with :func:`leadsim.analysis.risk.horizon_metric` (weights a
 - ``TVaR99``: TVaR 99%;
 - ``P_dd_gt_FG``: P(worst cumulative loss > financial guarantee).
 
-A metric is *reached* at the first chunk boundary where its relative SE is at most ``--target`` with at least
-:data:`leadsim.precision.MIN_SUPPORT` draws informing it (the ``--target`` rule). Reported per mode and metric:
-draws and simulation seconds at that point (the metric evaluations are timed apart and excluded), and the
-*projected* seconds ``t(n) * (rel_se(n) / target)^2`` from the last chunk, a smoother figure than a first
-crossing. ``time_to_precision_ratio`` = plain time / best other time for VaR 99.5% (measured crossings).
+A metric is *reached* at the first chunk boundary where :func:`leadsim.precision.target_met` holds (the
+``--target`` rule: relative SE at most ``--target``, enough draws informing it, at least two chunks).
+Reported per mode and metric: draws and simulation seconds at that point (the metric evaluations are timed
+apart and excluded), and the *projected* seconds ``t(n) * (rel_se(n) / target)^2`` from the last chunk, a
+smoother figure than a first crossing. ``time_to_precision_ratio`` = plain time / best other time for VaR
+99.5% (measured crossings).
 
 Writes ``benchmarks/results/time_to_precision-<timestamp>-<commit>.json``. Never a pass/fail test: timings on a
 shared machine are noisy.
@@ -52,8 +53,7 @@ def run_mode(mode: str, target: float, cap: int, chunk: int, seed: int) -> dict:
     from leadsim.analysis.risk import horizon_metric
     from leadsim.config import chunk_bounds
     from leadsim.engine import _TILTS, prepare, run_chunk, run_header
-    from leadsim.io.schema import build_dataset
-    from leadsim.precision import MIN_SUPPORT
+    from leadsim.precision import partial_dataset, target_met
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", leadsim.LeadsimWarning)
@@ -76,16 +76,12 @@ def run_mode(mode: str, target: float, cap: int, chunk: int, seed: int) -> dict:
         sim += time.perf_counter() - t1
         n = hi
         t2 = time.perf_counter()
-        keep = ("net_settlement", "cumulative_settlement", "cash_settlement", "weight", "replicate")
-        arrays = {k: np.concatenate([p[k] for p in parts]) for k in keep if k in parts[0]}
-        part_cfg = cfg.model_copy(update={"simulation": cfg.simulation.model_copy(update={"draws": n})})
-        ds = build_dataset(part_cfg, arrays, header.constants, header.attrs)
+        ds = partial_dataset(cfg, header, parts)
         for name, (metric, level) in METRICS.items():
             est, se, support = horizon_metric(ds, metric, level, "global")
             last[name] = (est, se, support)
-            rel = se / abs(est) if est else np.inf
-            if name not in reached and support >= MIN_SUPPORT and n >= 2 * chunk and rel <= target:
-                reached[name] = {"draws": n, "seconds": sim, "estimate": est, "se": se, "rel_se": rel}
+            if name not in reached and target_met(est, se, support, n, chunk, target):
+                reached[name] = {"draws": n, "seconds": sim, "estimate": est, "se": se, "rel_se": se / abs(est)}
         monitor += time.perf_counter() - t2
         if len(reached) == len(METRICS):
             break
@@ -138,8 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
             ratios[name] = {"best_mode": best, "ratio": secs("plain") / others[best],
                             "projected_ratio": rows["plain"]["metrics"][name]["projected_seconds"]
                             / min(rows[m]["metrics"][name]["projected_seconds"] for m in others),
-                            **{f"{m}_ratio": secs("plain") / others[m] if np.isfinite(others[m]) else None
-                               for m in others}}
+                            **{f"{m}_ratio": secs("plain") / others[m]
+                               if np.isfinite(others[m]) and np.isfinite(secs("plain")) else None for m in others}}
             if not np.isfinite(ratios[name]["ratio"]):  # plain never reached the target: a lower bound
                 ratios[name]["ratio"] = rows["plain"]["sim_seconds"] / others[best]
                 ratios[name]["ratio_is_lower_bound"] = True

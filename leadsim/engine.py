@@ -86,6 +86,8 @@ def tilt_vector(cfg: Config, inputs: RunInputs | None = None) -> np.ndarray:
             res = settle_chunk(cfg, inputs, chunk_costs(cfg, inputs, d, sample))
             zs.append(to_normals(sample.shocks))
             losses.append(-res.arrays["cumulative_settlement"][:, 0])
+        if len(_TILTS) >= 64:  # a bounded memo: long sessions try many configs
+            _TILTS.clear()
         _TILTS[key] = tilt_from_pilot(np.concatenate(zs), np.concatenate(losses), cfg.simulation.tilt_level)
     return _TILTS[key].copy()
 

@@ -24,7 +24,8 @@ from leadsim.engine import prepare, run_chunk, run_header, threads
 from leadsim.io.schema import build_dataset
 from leadsim.io.sink import MemorySink, Sink
 
-__all__ = ["MIN_SUPPORT", "PrecisionRun", "Target", "parse_target", "run_to_precision"]
+__all__ = ["MIN_SUPPORT", "PrecisionRun", "Target", "parse_target", "partial_dataset", "run_to_precision",
+           "target_met"]
 
 MIN_SUPPORT = 20
 """Fewest draws that must inform the estimate (beyond the VaR; of the rarer outcome of an event) before the
@@ -171,13 +172,14 @@ def run_to_precision(cfg: Config, target: Target | str, sink: Sink | None = None
             inputs = prepare(cfg)
             for lo, hi in chunk_bounds(cap, step):
                 done.append((lo, hi, run_chunk(cfg, inputs, np.arange(lo, hi)).arrays))
-                est, se, support = horizon_metric(_partial(cfg, header, done, hi), tgt.metric, tgt.level, tgt.track)
+                ds = partial_dataset(cfg, header, [a for _, _, a in done])
+                est, se, support = horizon_metric(ds, tgt.metric, tgt.level, tgt.track)
                 history.append((hi, est, se))
                 rel = se / abs(est) if est != 0 else np.inf
                 if bar is not None:
                     bar.update(hi - lo)
                     bar.set_postfix_str(f"{tgt.label} {est:,.4g} ± {rel:.2%}")
-                if support >= MIN_SUPPORT and hi >= 2 * step and rel <= tgt.rel_se:
+                if target_met(est, se, support, hi, step, tgt.rel_se):
                     reached = True
                     break
     finally:
@@ -200,7 +202,15 @@ def run_to_precision(cfg: Config, target: Target | str, sink: Sink | None = None
 _WATCHED = ("net_settlement", "cumulative_settlement", "cash_settlement", "weight", "replicate")
 
 
-def _partial(cfg: Config, header: Any, done: list[tuple[int, int, dict[str, np.ndarray]]], n: int) -> xr.Dataset:
-    """The draws so far as a light Dataset: only the variables the target metrics read."""
-    arrays = {k: np.concatenate([a[k] for _, _, a in done]) for k in _WATCHED if k in done[0][2]}
+def target_met(estimate: float, se: float, support: int, draws: int, step: int, rel_se: float) -> bool:
+    """The stopping rule: relative SE at most ``rel_se``, at least :data:`MIN_SUPPORT` draws informing the
+    estimate, and at least two chunks of ``step`` draws."""
+    rel = se / abs(estimate) if estimate != 0 else np.inf
+    return support >= MIN_SUPPORT and draws >= 2 * step and rel <= rel_se
+
+
+def partial_dataset(cfg: Config, header: Any, chunks: list[dict[str, np.ndarray]]) -> xr.Dataset:
+    """The consecutive chunks run so far as a light Dataset: only the variables the target metrics read."""
+    arrays = {k: np.concatenate([a[k] for a in chunks]) for k in _WATCHED if k in chunks[0]}
+    n = next(iter(arrays.values())).shape[0]
     return build_dataset(_with_draws(cfg, n), arrays, header.constants, header.attrs)

@@ -879,13 +879,22 @@ _DIFF_METRICS = ("mean", "sd", "VaR", "TVaR", "p_loss")
 
 
 def _common_batch(da_: Design, db_: Design) -> np.ndarray | None:
-    """The independent batches of paired draws: the one side's QMC replicates, or both sides' when equal."""
+    """The independent batches of paired draws: one side's QMC replicates, both sides' when equal, else the
+    coarsest batches that keep every dependent pair of draws together."""
     if da_.batch is None or db_.batch is None:
         return da_.batch if db_.batch is None else db_.batch
-    if not np.array_equal(da_.batch, db_.batch):
-        raise ValueError("paired_difference: the two runs' QMC replicates differ draw by draw (different "
-                         "simulation.qmc_replicates?); pair runs made with the same sampling settings")
-    return da_.batch
+    if np.array_equal(da_.batch, db_.batch):
+        return da_.batch
+    # different replicate layouts (e.g. other qmc_replicates): draws sharing a batch on either side are
+    # dependent, so the independent batches are the connected components of the two labellings
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    la = np.unique(da_.batch, return_inverse=True)[1]
+    lb = np.unique(db_.batch, return_inverse=True)[1] + la.max() + 1
+    size = int(lb.max()) + 1
+    graph = coo_matrix((np.ones(la.size), (la, lb)), shape=(size, size))
+    return connected_components(graph, directed=False)[1][la]
 
 
 def paired_difference(a: xr.Dataset, b: xr.Dataset, var: str = "net_settlement",
