@@ -146,6 +146,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     target = _target(args)
+    if target is not None:
+        cfg = _aim_tilt(cfg, target, args)
     if args.output == "":
         raise UsageError("-o '': the output path is empty")
     out = Path(args.output) if args.output else Path("results") / f"{Path(args.config).stem}.nc"
@@ -197,6 +199,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_html(report_html(ds, source=out.name), Path(args.report))
         print(f"Wrote {args.report}")
     return 0
+
+
+def _aim_tilt(cfg: Config, target, args: argparse.Namespace) -> Config:
+    """Tilted sampling aims its pilot at the metric ``--target`` names: its level (VaR/TVaR) and its track,
+    unless ``--set`` gives ``simulation.tilt_level`` / ``simulation.tilt_track`` (or a pinned tilt_shift)."""
+    s = cfg.simulation
+    if s.sampling != "tilted" or s.tilt_shift is not None:
+        return cfg
+    given = {item.split("=", 1)[0].strip() for item in args.set or []}
+    aim: dict[str, object] = {}
+    if target.level is not None and "simulation.tilt_level" not in given:
+        aim["simulation.tilt_level"] = min(target.level, 0.9999)
+    if target.track is not None and "simulation.tilt_track" not in given:
+        aim["simulation.tilt_track"] = target.track
+    return load_config(cfg, overrides=aim) if aim else cfg
 
 
 def _target(args: argparse.Namespace):  # -> leadsim.precision.Target | None

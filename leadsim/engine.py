@@ -68,7 +68,8 @@ def tilt_vector(cfg: Config, inputs: RunInputs | None = None) -> np.ndarray:
     Notes
     -----
     ``simulation.pilot_draws`` plain draws at indices ``2^62 + i`` (keyed streams no run uses) are settled;
-    the loss (minus the ten-year settlement of the first track of ``policy.tracks``) is regressed on their
+    the loss (minus the ten-year settlement of ``simulation.tilt_track``, default the first track of
+    ``policy.tracks``) is regressed on their
     systematic normals and :func:`leadsim.model.sampling.tilt_from_pilot` aims the shift at
     ``simulation.tilt_level``. The pilot depends only on the config, so every process and worker computes
     the same vector (rounded to 1e-6). ``simulation.tilt_shift``, when set, is used as it is (no pilot).
@@ -80,12 +81,13 @@ def tilt_vector(cfg: Config, inputs: RunInputs | None = None) -> np.ndarray:
         inputs = inputs or _untilted_inputs(cfg)
         draws = PILOT_DRAW_OFFSET + np.arange(cfg.simulation.pilot_draws, dtype=np.int64)
         zs, losses = [], []
+        track = cfg.policy.tracks.index(cfg.simulation.tilt_track) if cfg.simulation.tilt_track else 0
         for lo, hi in chunk_bounds(draws.size, cfg.simulation.chunk_draws):
             d = draws[lo:hi]
             sample = Sample(keyed_shocks(cfg, d), np.ones(d.size))
             res = settle_chunk(cfg, inputs, chunk_costs(cfg, inputs, d, sample))
             zs.append(to_normals(sample.shocks))
-            losses.append(-res.arrays["cumulative_settlement"][:, 0])
+            losses.append(-res.arrays["cumulative_settlement"][:, track])
         if len(_TILTS) >= 64:  # a bounded memo: long sessions try many configs
             _TILTS.clear()
         _TILTS[key] = tilt_from_pilot(np.concatenate(zs), np.concatenate(losses), cfg.simulation.tilt_level)

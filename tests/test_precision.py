@@ -73,6 +73,19 @@ def test_cli_target_runs_and_reports(tmp_path, capsys):
     assert "TVaR 99% = " in text and "tilted sampling" in text
     ds = leadsim.open(out)
     assert ds.attrs["sampling"] == "tilted" and not np.all(ds["weight"].values == 1)
+    assert leadsim.config_of(ds).simulation.tilt_level == 0.99   # the pilot aimed at the named metric
+
+
+def test_cli_target_aims_the_tilt_at_its_track_unless_set(tmp_path):
+    common = ["run", "configs/default.toml", "--draws", "64", "--chunk-draws", "32", "--sampling", "tilted", "-q",
+              "--set", "aco.beneficiaries=300"]
+    assert main([*common, "-o", str(tmp_path / "a.nc"), "--target", "VaR95@professional<=50%"]) == 0
+    a = leadsim.config_of(leadsim.open(tmp_path / "a.nc")).simulation
+    assert (a.tilt_track, a.tilt_level) == ("professional", 0.95)
+    assert main([*common, "-o", str(tmp_path / "b.nc"), "--target", "VaR95@professional<=50%",
+                 "--set", "simulation.tilt_level=0.99"]) == 0
+    b = leadsim.config_of(leadsim.open(tmp_path / "b.nc")).simulation
+    assert (b.tilt_track, b.tilt_level) == ("professional", 0.99)
 
 
 @pytest.mark.parametrize(("args", "why"), [

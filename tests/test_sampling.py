@@ -144,6 +144,17 @@ def test_normals_round_trip_quality_through_ndtr():
     np.testing.assert_array_equal(back.national, sh.national)
 
 
+def test_pilot_aims_at_the_named_track():
+    """The professional track's loss depends on the same drivers with other weights: its pilot picks another tilt,
+    of the same length Phi^-1(tilt_level)."""
+    base = {"simulation.sampling": "tilted", "simulation.pilot_draws": 128}
+    g = tilt_vector(small_config(**base))
+    p = tilt_vector(small_config(**base, **{"simulation.tilt_track": "professional", "simulation.tilt_level": 0.99}))
+    np.testing.assert_allclose(np.linalg.norm(g), st.norm.ppf(0.995), rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(p), st.norm.ppf(0.99), rtol=1e-5)
+    assert not np.allclose(g / np.linalg.norm(g), p / np.linalg.norm(p), atol=1e-3)
+
+
 def test_tilt_from_pilot_recovers_the_loss_direction():
     rng = np.random.default_rng(3)
     z = rng.standard_normal((400, 9))
@@ -167,6 +178,8 @@ def test_tilted_and_qmc_run_attrs():
 def test_tilt_shift_length_is_checked():
     with pytest.raises(leadsim.ConfigError, match=r"tilt_shift needs 4 \* years \+ 1 = 41"):
         small_config(**{"simulation.tilt_shift": [0.1, 0.2]})
+    with pytest.raises(leadsim.ConfigError, match="tilt_track = 'enhanced' is not a track of this policy"):
+        small_config(**{"simulation.tilt_track": "enhanced"})
     with pytest.raises(leadsim.ConfigError, match=r"simulation\.sampling"):
         small_config(**{"simulation.sampling": "importance"})
 
@@ -193,3 +206,16 @@ def test_weighted_engine_estimates_agree_with_plain_within_their_errors():
     assert np.all(sums["tilted"]["VaR_se"].values < p["VaR_se"].values * same_n)
     assert np.all(sums["tilted"]["TVaR_se"].values < p["TVaR_se"].values * same_n)
     assert float(sums["tilted"]["VaR_se"].sel(level=0.995)) < float(p["VaR_se"].sel(level=0.995))  # at 1/4 the draws
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_zarr_and_netcdf_keep_weights_and_replicates(tmp_path, mode):
+    cfg = small_config(**{"simulation.sampling": mode, "simulation.draws": 24})
+    mem = leadsim.simulate(cfg, progress=False)
+    for name in ("r.zarr", "r.nc"):
+        leadsim.run(cfg, tmp_path / name, progress=False)
+        back = leadsim.open(tmp_path / name)
+        np.testing.assert_array_equal(back["weight"].values, mem["weight"].values)
+        assert ("replicate" in back) == (mode == "qmc")
+        s, t = leadsim.summarize(back), leadsim.summarize(mem)
+        np.testing.assert_array_equal(s["TVaR_se"].values, t["TVaR_se"].values)

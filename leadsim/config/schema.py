@@ -105,6 +105,7 @@ class SimulationConfig(_Model):
     tilt_level: Annotated[float, Field(ge=0.5, le=0.9999)] = 0.995
     pilot_draws: Annotated[int, Field(ge=64, le=100_000)] = 256
     tilt_shift: TiltShift | None = None
+    tilt_track: Literal["global", "professional", "enhanced"] | None = None  # the track the pilot aims at
 
     @model_validator(mode="after")
     def _tilt_shift_length(self) -> SimulationConfig:
@@ -421,6 +422,14 @@ class Config(_Model):
     trend: TrendConfig = TrendConfig()
     quality: QualityConfig = QualityConfig()
     policy: PolicyConfig
+
+    @model_validator(mode="after")
+    def _tilt_track_is_settled(self) -> Config:
+        t = self.simulation.tilt_track
+        if t is not None and t not in self.policy.tracks:
+            raise ValueError(f"simulation.tilt_track = {t!r} is not a track of this policy "
+                             f"(tracks: {', '.join(self.policy.tracks)})")
+        return self
 
     @property
     def years(self) -> list[int]:
