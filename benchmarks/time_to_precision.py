@@ -7,9 +7,10 @@ Usage
     python benchmarks/time_to_precision.py                 # default config, 2% relative SE, cap 24,000 draws
     python benchmarks/time_to_precision.py --target 0.03 --cap 8000 --chunk 64
 
-For each ``simulation.sampling`` mode the default config (``configs/default.toml``, seed 20270101) is run chunk
-by chunk exactly as ``leadsim run --target`` does (:func:`leadsim.engine.run_chunk` on consecutive draws; the
-tilted mode's pilot run is inside the timed region). After every chunk three ten-year metrics of the Global
+For each mode (``simulation.sampling`` plain, qmc, qmc with ``qmc_rotate``, tilted) the default config
+(``configs/default.toml``, seed 20270101) is run chunk by chunk exactly as ``leadsim run --target`` does
+(:func:`leadsim.engine.run_chunk` on consecutive draws; the pilot run of the tilted and rotated-QMC modes is
+inside the timed region). After every chunk three ten-year metrics of the Global
 track are evaluated with :func:`leadsim.analysis.risk.horizon_metric` (weights and QMC batch means included):
 
 - ``VaR99.5``: VaR 99.5% of the ten-year (discounted) settlement;
@@ -45,7 +46,9 @@ from _common import provenance, write_result  # noqa: E402
 
 METRICS = {"VaR99.5": ("VaR", 0.995), "TVaR99": ("TVaR", 0.99),
            "P_dd_gt_FG": ("p_drawdown_beyond_guarantee", None)}
-MODES = ("plain", "qmc", "tilted")
+MODES = {"plain": {"simulation.sampling": "plain"}, "qmc": {"simulation.sampling": "qmc"},
+         "qmc_rotated": {"simulation.sampling": "qmc", "simulation.qmc_rotate": True},
+         "tilted": {"simulation.sampling": "tilted"}}
 
 
 def run_mode(mode: str, target: float, cap: int, chunk: int, seed: int) -> dict:
@@ -58,8 +61,7 @@ def run_mode(mode: str, target: float, cap: int, chunk: int, seed: int) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", leadsim.LeadsimWarning)
         cfg = leadsim.load_config(ROOT / "configs" / "default.toml", overrides={
-            "simulation.draws": cap, "simulation.chunk_draws": chunk, "simulation.sampling": mode,
-            "simulation.seed": seed})
+            "simulation.draws": cap, "simulation.chunk_draws": chunk, "simulation.seed": seed, **MODES[mode]})
     _TILTS.clear()  # the pilot is part of the tilted mode's cost
     t0 = time.perf_counter()
     inputs = prepare(cfg)

@@ -43,15 +43,20 @@ class RunInputs:
     model: CohortModel
     charge_pbpm: np.ndarray      # (years, 3) stop-loss charge PBPM at expected trend (the ex-ante basis)
     base_truncation: np.ndarray  # (3,) expected base-year spending removed by truncation, PBPM
-    tilt: np.ndarray | None = None  # (D,) mean shift of the systematic normals (sampling = "tilted")
+    tilt: np.ndarray | None = None  # (D,) the pilot's tilt: tilted's mean shift, qmc_rotate's direction
 
 
 def prepare(cfg: Config) -> RunInputs:
     """Build the cost model and the prices the ledger needs (once per run; tables are cached)."""
     inputs = _untilted_inputs(cfg)
-    if cfg.simulation.sampling != "tilted":
+    if not _needs_pilot(cfg):
         return inputs
     return RunInputs(inputs.model, inputs.charge_pbpm, inputs.base_truncation, tilt_vector(cfg, inputs))
+
+
+def _needs_pilot(cfg: Config) -> bool:
+    s = cfg.simulation
+    return s.sampling == "tilted" or (s.sampling == "qmc" and s.qmc_rotate)
 
 
 def _untilted_inputs(cfg: Config) -> RunInputs:
@@ -63,7 +68,8 @@ _TILTS: dict[str, np.ndarray] = {}
 
 
 def tilt_vector(cfg: Config, inputs: RunInputs | None = None) -> np.ndarray:
-    """The tilt of a ``sampling = "tilted"`` run, chosen by a plain pilot run (computed once per config).
+    """The tilt of a ``sampling = "tilted"`` run (or the direction of ``qmc_rotate``), chosen by a plain pilot
+    run (computed once per config).
 
     Notes
     -----
@@ -101,6 +107,8 @@ def run_header(cfg: Config) -> RunHeader:
     s = cfg.simulation
     if s.sampling == "qmc":
         attrs.update(sampling="qmc", qmc_replicates=s.qmc_replicates)
+        if s.qmc_rotate:
+            attrs.update(qmc_direction=tilt_vector(cfg))
     elif s.sampling == "tilted":
         attrs.update(sampling="tilted", tilt_shift=tilt_vector(cfg))
     return RunHeader(constants={"financial_guarantee": np.float64(fg[0]), "financial_guarantee_by_year": fg},

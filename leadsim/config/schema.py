@@ -102,6 +102,7 @@ class SimulationConfig(_Model):
     # how the systematic (macro) variates are sampled: docs/design.md, "Sampling and weights"
     sampling: Literal["plain", "qmc", "tilted"] = "plain"
     qmc_replicates: Annotated[int, Field(ge=8, le=4096)] = 32
+    qmc_rotate: bool = False  # qmc: rotate the first Sobol coordinate onto the pilot's loss direction
     tilt_level: Annotated[float, Field(ge=0.5, le=0.9999)] = 0.995
     pilot_draws: Annotated[int, Field(ge=64, le=100_000)] = 256
     tilt_shift: TiltShift | None = None
@@ -127,7 +128,7 @@ class SimulationConfig(_Model):
         return data
 
 
-SAMPLING_KEYS = ("sampling", "qmc_replicates", "tilt_level", "pilot_draws")
+SAMPLING_KEYS = ("sampling", "qmc_replicates", "qmc_rotate", "tilt_level", "pilot_draws")
 
 
 class MixConfig(_Model):
