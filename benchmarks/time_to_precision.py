@@ -10,7 +10,8 @@ Usage
 For each mode (``simulation.sampling`` plain, qmc, qmc with ``qmc_rotate``, tilted) the default config
 (``configs/default.toml``, seed 20270101) is run chunk by chunk exactly as ``leadsim run --target`` does
 (:func:`leadsim.engine.run_chunk` on consecutive draws; the pilot run of the tilted and rotated-QMC modes is
-inside the timed region). After every chunk three ten-year metrics of the Global
+inside the timed region). The modes are interleaved, one chunk each in turn, so that the machine's changing load
+falls on all of them alike. After every chunk three ten-year metrics of the Global
 track are evaluated with :func:`leadsim.analysis.risk.horizon_metric` (weights and QMC batch means included):
 
 - ``VaR99.5``: VaR 99.5% of the ten-year (discounted) settlement;
@@ -51,54 +52,81 @@ MODES = {"plain": {"simulation.sampling": "plain"}, "qmc": {"simulation.sampling
          "tilted": {"simulation.sampling": "tilted"}}
 
 
-def run_mode(mode: str, target: float, cap: int, chunk: int, seed: int) -> dict:
-    import leadsim
-    from leadsim.analysis.risk import horizon_metric
-    from leadsim.config import chunk_bounds
-    from leadsim.engine import _TILTS, prepare, run_chunk, run_header
-    from leadsim.precision import partial_dataset, target_met
+class ModeRun:
+    """One sampling mode, advanced a chunk at a time so that the modes can be interleaved."""
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", leadsim.LeadsimWarning)
-        cfg = leadsim.load_config(ROOT / "configs" / "default.toml", overrides={
-            "simulation.draws": cap, "simulation.chunk_draws": chunk, "simulation.seed": seed, **MODES[mode]})
-    _TILTS.clear()  # the pilot is part of the tilted mode's cost
-    t0 = time.perf_counter()
-    inputs = prepare(cfg)
-    header = run_header(cfg)
-    sim = time.perf_counter() - t0
-    monitor = 0.0
-    parts: list[dict[str, np.ndarray]] = []
-    reached: dict[str, dict] = {}
-    last: dict[str, tuple[float, float, int]] = {}
-    n = 0
-    for lo, hi in chunk_bounds(cap, chunk):
+    def __init__(self, mode: str, target: float, cap: int, chunk: int, seed: int) -> None:
+        import leadsim
+        from leadsim.config import chunk_bounds
+        from leadsim.engine import _TILTS, prepare, run_header
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", leadsim.LeadsimWarning)
+            self.cfg = leadsim.load_config(ROOT / "configs" / "default.toml", overrides={
+                "simulation.draws": cap, "simulation.chunk_draws": chunk, "simulation.seed": seed, **MODES[mode]})
+        self.mode, self.target, self.chunk = mode, target, chunk
+        _TILTS.clear()  # the pilot is part of the cost of the modes that need one
+        t0 = time.perf_counter()
+        self.inputs = prepare(self.cfg)
+        self.header = run_header(self.cfg)
+        self.sim = time.perf_counter() - t0
+        self.pilot_seconds = self.sim
+        self.monitor = 0.0
+        self.parts: list[dict[str, np.ndarray]] = []
+        self.reached: dict[str, dict] = {}
+        self.last: dict[str, tuple[float, float, int]] = {}
+        self.todo = list(chunk_bounds(cap, chunk))
+        self.n = 0
+
+    @property
+    def done(self) -> bool:
+        return not self.todo or len(self.reached) == len(METRICS)
+
+    def step(self) -> None:
+        from leadsim.analysis.risk import horizon_metric
+        from leadsim.engine import run_chunk
+        from leadsim.precision import partial_dataset, target_met
+
+        lo, hi = self.todo.pop(0)
         t1 = time.perf_counter()
-        parts.append(run_chunk(cfg, inputs, np.arange(lo, hi)).arrays)
-        sim += time.perf_counter() - t1
-        n = hi
+        self.parts.append(run_chunk(self.cfg, self.inputs, np.arange(lo, hi)).arrays)
+        self.sim += time.perf_counter() - t1
+        self.n = hi
         t2 = time.perf_counter()
-        ds = partial_dataset(cfg, header, parts)
+        ds = partial_dataset(self.cfg, self.header, self.parts)
         for name, (metric, level) in METRICS.items():
             est, se, support = horizon_metric(ds, metric, level, "global")
-            last[name] = (est, se, support)
-            if name not in reached and target_met(est, se, support, n, chunk, target):
-                reached[name] = {"draws": n, "seconds": sim, "estimate": est, "se": se, "rel_se": se / abs(est)}
-        monitor += time.perf_counter() - t2
-        if len(reached) == len(METRICS):
-            break
-    out = {"mode": mode, "draws_run": n, "sim_seconds": sim, "monitor_seconds": monitor,
-           "draws_per_second": n / sim, "metrics": {}}
-    for name in METRICS:
-        est, se, support = last[name]
-        rel = se / abs(est) if est else np.inf
-        out["metrics"][name] = {
-            "reached": reached.get(name), "last": {"draws": n, "estimate": est, "se": se, "rel_se": rel,
-                                                   "support": support},
-            "projected_seconds": sim * (rel / target) ** 2,
-            "projected_draws": n * (rel / target) ** 2,
-        }
-    return out
+            self.last[name] = (est, se, support)
+            if name not in self.reached and target_met(est, se, support, hi, self.chunk, self.target):
+                self.reached[name] = {"draws": hi, "seconds": self.sim, "estimate": est, "se": se,
+                                      "rel_se": se / abs(est)}
+        self.monitor += time.perf_counter() - t2
+
+    def record(self) -> dict:
+        out = {"mode": self.mode, "draws_run": self.n, "sim_seconds": self.sim, "pilot_seconds": self.pilot_seconds,
+               "monitor_seconds": self.monitor, "draws_per_second": self.n / (self.sim - self.pilot_seconds),
+               "metrics": {}}
+        for name in METRICS:
+            est, se, support = self.last[name]
+            rel = se / abs(est) if est else np.inf
+            out["metrics"][name] = {
+                "reached": self.reached.get(name),
+                "last": {"draws": self.n, "estimate": est, "se": se, "rel_se": rel, "support": support},
+                "projected_seconds": self.sim * (rel / self.target) ** 2,
+                "projected_draws": self.n * (rel / self.target) ** 2,
+            }
+        return out
+
+
+def run_modes(modes: list[str], target: float, cap: int, chunk: int, seed: int) -> dict[str, dict]:
+    """Prepare every mode, then advance the unfinished ones one chunk each in turn (round robin), so that a
+    change in the machine's load falls on all of them alike."""
+    runs = {m: ModeRun(m, target, cap, chunk, seed) for m in modes}
+    while not all(r.done for r in runs.values()):
+        for r in runs.values():
+            if not r.done:
+                r.step()
+    return {m: r.record() for m, r in runs.items()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -109,10 +137,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=20270101)
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     args = ap.parse_args(argv)
-    rows = {}
-    for mode in args.modes:
-        print(f"running {mode} ...", flush=True)
-        rows[mode] = run_mode(mode, args.target, args.cap, args.chunk, args.seed)
+    print(f"running {', '.join(args.modes)}, interleaved chunk by chunk ...", flush=True)
+    rows = run_modes(args.modes, args.target, args.cap, args.chunk, args.seed)
     print()
     print(f"Time to a {args.target:.0%} relative SE, default config, Global track, ten-year result "
           f"(seconds of simulation; draws in brackets; projected = t(n) (rel_se / target)^2)")

@@ -23,7 +23,9 @@ from leadsim.errors import ConfigError, DaskUnavailableError, LeadsimError, Lead
 from leadsim.io.sink import is_zarr_path
 
 if TYPE_CHECKING:  # pragma: no cover
-    pass
+    import xarray as xr
+
+    from leadsim.precision import Target
 
 __all__ = ["main"]
 
@@ -132,7 +134,7 @@ def summary_text(ds) -> str:
     return "\n".join(lines)
 
 
-def _sampling_note(ds, s) -> str:
+def _sampling_note(ds: xr.Dataset, s: xr.Dataset) -> str:
     """``| tilted sampling, weighted (effective draws ...)`` for a run whose metrics are weighted or batched."""
     mode = ds.attrs.get("sampling")
     if not mode:
@@ -201,7 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _aim_tilt(cfg: Config, target, args: argparse.Namespace) -> Config:
+def _aim_tilt(cfg: Config, target: Target, args: argparse.Namespace) -> Config:
     """Tilted sampling aims its pilot at the metric ``--target`` names: its level (VaR/TVaR) and its track,
     unless ``--set`` gives ``simulation.tilt_level`` / ``simulation.tilt_track`` (or a pinned tilt_shift)."""
     s = cfg.simulation
@@ -216,7 +218,7 @@ def _aim_tilt(cfg: Config, target, args: argparse.Namespace) -> Config:
     return load_config(cfg, overrides=aim) if aim else cfg
 
 
-def _target(args: argparse.Namespace):  # -> leadsim.precision.Target | None
+def _target(args: argparse.Namespace) -> Target | None:
     """The parsed ``--target``, refused (exit 2, before any work) when malformed or combined with a Zarr store,
     ``--resume`` or a dask cluster (a precision run grows its draw count as it goes)."""
     if args.target is None:

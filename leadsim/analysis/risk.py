@@ -21,6 +21,17 @@ i.e. with common random numbers) use ``sd_n(IF_a(X_i) - IF_b(Y_i)) / sqrt(n)``, 
 of the pair. The influence functions are listed in :func:`influence`. They are validated in
 ``tests/test_risk.py``: across 200 seeds the 95% intervals cover the exact values of normal and lognormal
 samples 92-98% of the time.
+
+Weighted and batched draws
+--------------------------
+A run made with ``simulation.sampling = "tilted"`` carries a likelihood-ratio ``weight`` per draw, and one made
+with ``"qmc"`` a ``replicate`` per draw (:func:`sample_design` reads them; a result without them is plain).
+Every metric here then uses the self-normalised weighted estimate (a draw of weight ``k`` counts as ``k``
+copies) and the standard error ``sqrt(m/(m-1) sum_b (S_b - mean S)^2)`` of the batch sums ``S_b`` of
+``w_i IF_i / sum w`` (each draw its own batch, or one batch per QMC replicate): :func:`design_se`. For equal
+weights and single-draw batches this is the plain formula, and plain results keep their code path bit for bit.
+Across 2,000 seeds of a tilted normal model the 95% intervals of VaR 99.5%, TVaR 99%, a tail probability and
+the mean cover 94-95% (``docs/design.md``, "Sampling and weights").
 """
 
 from __future__ import annotations
