@@ -235,3 +235,15 @@ def test_rotated_qmc_is_keyed_and_aims_its_first_coordinate():
     rotated = to_normals(qmc_shocks(cfg, np.arange(64), direction).shocks)
     np.testing.assert_allclose(rotated @ (direction / np.linalg.norm(direction)), plain_qmc[:, 0], atol=1e-9)
     np.testing.assert_allclose(np.linalg.norm(rotated, axis=1), np.linalg.norm(plain_qmc, axis=1), rtol=1e-9)
+
+
+def test_common_random_numbers_flag_needs_the_same_sampling():
+    """Same seed and draws but another sampling mode: the systematic draws differ, so the comparison must not
+    claim common random numbers; two QMC runs of different policies do share them."""
+    from leadsim.analysis.risk import paired_difference
+
+    plain, q = _run("plain"), _run("qmc")
+    q2 = _run("qmc", **{"policy.preset": "mssp_enhanced"})
+    assert paired_difference(plain, q).attrs["common_random_numbers"] == 0
+    assert paired_difference(q, q2.sel(track="enhanced")).attrs["common_random_numbers"] == 1
+    assert paired_difference(plain, plain).attrs["common_random_numbers"] == 1

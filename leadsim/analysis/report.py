@@ -293,7 +293,7 @@ def compare_text(runs: Mapping[str, xr.Dataset], p: float = 0.99) -> str:
             del ref
             lines.append(f"{label:{width}}mean {dmean / 1e6:+,.2f}{_pm(dmean_se)}   "
                          f"TVaR {_level_name(p)} {dtv / 1e6:+,.2f}{_pm(dtv_se)}"
-                         f"{'' if crn else '   (different seeds: independent draws)'}")
+                         f"{'' if crn else '   (different seeds or sampling: no common random numbers)'}")
     return "\n".join(lines)
 
 

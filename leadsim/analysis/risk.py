@@ -889,6 +889,12 @@ def _period_stack(ds: xr.Dataset, var: str) -> xr.DataArray:
 _DIFF_METRICS = ("mean", "sd", "VaR", "TVaR", "p_loss")
 
 
+def _same_sampling(a: xr.Dataset, b: xr.Dataset) -> bool:
+    """Whether two runs drew their systematic variates the same way (mode, QMC layout and direction, tilt)."""
+    keys = ("sampling", "qmc_replicates", "qmc_direction", "tilt_shift")
+    return all(np.array_equal(np.asarray(a.attrs.get(k, "")), np.asarray(b.attrs.get(k, ""))) for k in keys)
+
+
 def _common_batch(da_: Design, db_: Design) -> np.ndarray | None:
     """The independent batches of paired draws: one side's QMC replicates, both sides' when equal, else the
     coarsest batches that keep every dependent pair of draws together."""
@@ -928,7 +934,8 @@ def paired_difference(a: xr.Dataset, b: xr.Dataset, var: str = "net_settlement",
     xarray.Dataset
         Dims ``period`` (years and ``"horizon"``), ``level`` (VaR/TVaR), and ``track`` when both sides carry
         it. For each metric ``M`` in mean, sd, VaR, TVaR, p_loss: ``M_a``, ``M_b``, ``M_diff = M_a - M_b``,
-        ``M_diff_se``. Attrs: ``common_random_numbers`` (same seed and draw labels).
+        ``M_diff_se``. Attrs: ``common_random_numbers`` (same seed, draw labels and sampling of the systematic
+        variates: mode, QMC layout, tilt).
 
     Notes
     -----
@@ -948,7 +955,8 @@ def paired_difference(a: xr.Dataset, b: xr.Dataset, var: str = "net_settlement",
     if a.sizes["draw"] != b.sizes["draw"]:
         raise ValueError(f"paired_difference needs the same number of draws, got {a.sizes['draw']} and "
                          f"{b.sizes['draw']}")
-    crn = bool(a.attrs.get("seed") == b.attrs.get("seed") and np.array_equal(a["draw"].values, b["draw"].values))
+    crn = bool(a.attrs.get("seed") == b.attrs.get("seed") and np.array_equal(a["draw"].values, b["draw"].values)
+               and _same_sampling(a, b))
     da_, db_ = sample_design(a), sample_design(b)
     batch = _common_batch(da_, db_)
     xa, xb = _period_stack(a, var), _period_stack(b, var)
