@@ -183,6 +183,9 @@ def macro_paths(cfg: Config, draws: np.ndarray, shocks: Shocks | None = None) ->
 def paths_from_shocks(cfg: Config, shocks: Shocks) -> MacroPaths:
     """Turn systematic variates into macro paths (the model of :func:`macro_paths`)."""
     tr = cfg.trend
+    n_years = cfg.simulation.years
+    if shocks.national.shape[-1] != n_years or shocks.quality.shape[-1] != n_years:
+        raise ValueError(f"shocks cover {shocks.national.shape[-1]} years, the config {n_years}")
     e = ar1(shocks.national, tr.national_ar, tr.national_sd)
     d = ar1(shocks.regional, tr.regional_ar, tr.regional_sd)
     level = ar1(shocks.aco, tr.aco_level_persistence, tr.aco_level_sd)
