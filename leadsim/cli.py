@@ -23,7 +23,9 @@ from leadsim.errors import ConfigError, DaskUnavailableError, LeadsimError, Lead
 from leadsim.io.sink import is_zarr_path
 
 if TYPE_CHECKING:  # pragma: no cover
-    pass
+    import xarray as xr
+
+    from leadsim.precision import Target
 
 __all__ = ["main"]
 
@@ -44,7 +46,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
         k, v = item.split("=", 1)
         out[k.strip()] = v.strip()
     for flag, key in (("draws", "simulation.draws"), ("seed", "simulation.seed"),
-                      ("threads", "simulation.threads"), ("chunk_draws", "simulation.chunk_draws")):
+                      ("threads", "simulation.threads"), ("chunk_draws", "simulation.chunk_draws"),
+                      ("sampling", "simulation.sampling")):
         val = getattr(args, flag, None)
         if val is not None:
             out[key] = str(val)
@@ -87,7 +90,7 @@ def summary_text(ds) -> str:
 
     Quantiles use the ``inverted_cdf`` method (the lower quantile) on the loss side (:mod:`leadsim.analysis.risk`).
     """
-    from leadsim.analysis.risk import HORIZON, summarize, value_at_risk
+    from leadsim.analysis.risk import HORIZON, sample_design, summarize, value_at_risk
     from leadsim.io.schema import config_of
 
     tracks = [str(t) for t in ds["track"].values]
@@ -99,7 +102,7 @@ def summary_text(ds) -> str:
     total = "present value" if rate > 0 else "total"
     s = summarize(ds, levels=[0.99]).sel(level=0.99)
     hor = s.sel(period=HORIZON)
-    worst_year = value_at_risk(ds["net_settlement"].min("year"), 0.99)["estimate"]
+    worst_year = value_at_risk(ds["net_settlement"].min("year"), 0.99, sample_design(ds))["estimate"]
     rows = [
         ("Mean annual settlement", [float(s["mean"].drop_sel(period=HORIZON).sel(track=t).mean()) for t in tracks]),
         (f"1-in-100 PY{years[0]} settlement", [-float(s.VaR.sel(period=str(years[0]), track=t)) for t in tracks]),
@@ -115,11 +118,12 @@ def summary_text(ds) -> str:
         ("P(worst cum. loss > guarantee)",
          [float(s.p_drawdown_beyond_guarantee.sel(track=t)) for t in tracks]),
     ]
-    bench0 = float(ds["benchmark"].isel(year=0).mean("draw").min())
+    bench = ds["benchmark"].isel(year=0)
+    bench0 = float((bench.weighted(ds["weight"]) if "weight" in ds else bench).mean("draw").min())
     lines = [
         f"leadsim {ds.attrs.get('leadsim_version', __version__)} | {ds.attrs.get('aco_name', '')} under "
         f"{ds.attrs.get('policy_name', '')}{f' | scenario {run_cfg.scenario}' if run_cfg.scenario else ''} | "
-        f"{n:,} draws, seed {ds.attrs.get('seed')}",
+        f"{n:,} draws, seed {ds.attrs.get('seed')}" + _sampling_note(ds, s),
         f"PY{years[0]} mean benchmark {_money(bench0).strip()} (after discount and withhold; lowest track); "
         f"financial guarantee {_money(fg).strip()}; positive = paid to the ACO; cash owed = loss + recouped "
         "enhanced PCC advance",
@@ -159,10 +163,22 @@ def _break_even_lines(ds, tracks: list[str]) -> list[str]:
     return lines
 
 
+def _sampling_note(ds: xr.Dataset, s: xr.Dataset) -> str:
+    """``| tilted sampling, weighted (effective draws ...)`` for a run whose metrics are weighted or batched."""
+    mode = ds.attrs.get("sampling")
+    if not mode:
+        return ""
+    eff = s.attrs.get("effective_draws")
+    return f" | {mode} sampling" + (f", weighted (effective draws {eff:,.0f})" if mode == "tilted" and eff else "")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import leadsim
 
     cfg = _load(args)
+    target = _target(args)
+    if target is not None:
+        cfg = _aim_tilt(cfg, target, args)
     if args.output == "":
         raise UsageError("-o '': the output path is empty")
     stem = Path(args.config).stem + (f"-{cfg.scenario}" if getattr(args, "scenario", None) else "")
@@ -179,10 +195,18 @@ def cmd_run(args: argparse.Namespace) -> int:
                       flag="--report")
     t0 = time.perf_counter()
     progress = False if args.quiet else None
+    precision = None
     with _sigterm_interrupts(), _scaled_errors(), _dask_client(args, cfg) as client:
         try:
-            sink = leadsim.run(cfg, out, resume=args.resume, overwrite=args.overwrite, client=client,
-                               progress=progress)
+            if target is not None:
+                from leadsim.io.sink import NetCDFSink
+                from leadsim.precision import run_to_precision
+
+                precision = run_to_precision(cfg, target, NetCDFSink(out), progress=progress)
+                sink = precision.sink
+            else:
+                sink = leadsim.run(cfg, out, resume=args.resume, overwrite=args.overwrite, client=client,
+                                   progress=progress)
         except OSError as err:
             raise OSError(f"cannot write {out}: {err.strerror or err}; {_kept(out, zarr_out)}") from None
         except KeyboardInterrupt:
@@ -198,6 +222,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     if not args.quiet:
         print(summary_text(ds))
+    if precision is not None:
+        print(precision.describe())
     print(f"Wrote {out} in {elapsed:.1f} s")
     if args.report:
         from leadsim.analysis.report import report_html, write_html
@@ -205,6 +231,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_html(report_html(ds, source=out.name), Path(args.report))
         print(f"Wrote {args.report}")
     return 0
+
+
+def _aim_tilt(cfg: Config, target: Target, args: argparse.Namespace) -> Config:
+    """Tilted sampling aims its pilot at the metric ``--target`` names: its level (VaR/TVaR) and its track,
+    unless ``--set`` gives ``simulation.tilt_level`` / ``simulation.tilt_track`` (or a pinned tilt_shift)."""
+    s = cfg.simulation
+    if s.sampling != "tilted" or s.tilt_shift is not None:
+        return cfg
+    given = {item.split("=", 1)[0].strip() for item in args.set or []}
+    aim: dict[str, object] = {}
+    if target.level is not None and "simulation.tilt_level" not in given:
+        aim["simulation.tilt_level"] = min(target.level, 0.9999)
+    if target.track is not None and "simulation.tilt_track" not in given:
+        aim["simulation.tilt_track"] = target.track
+    return load_config(cfg, overrides=aim) if aim else cfg
+
+
+def _target(args: argparse.Namespace) -> Target | None:
+    """The parsed ``--target``, refused (exit 2, before any work) when malformed or combined with a Zarr store,
+    ``--resume`` or a dask cluster (a precision run grows its draw count as it goes)."""
+    if args.target is None:
+        return None
+    from leadsim.precision import parse_target
+
+    try:
+        target = parse_target(args.target)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    out = args.output or ""
+    if is_zarr_path(out) or args.resume:
+        raise UsageError("--target writes a netCDF result (-o RUN.nc): a Zarr store is sized before the run")
+    if args.workers is not None or args.scheduler is not None:
+        raise UsageError("--target runs in this process: drop --workers/--scheduler")
+    return target
 
 
 @contextlib.contextmanager
@@ -566,6 +626,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="= simulation.seed")
     run.add_argument("--threads", type=int, help="= simulation.threads (numba threads)")
     run.add_argument("--chunk-draws", dest="chunk_draws", type=int, help="= simulation.chunk_draws")
+    run.add_argument("--sampling", choices=("plain", "qmc", "tilted"),
+                     help="= simulation.sampling: plain Monte Carlo, randomized QMC or tilted (weighted) macro draws")
+    run.add_argument("--target", metavar="SPEC",
+                     help='add draws until a metric\'s relative SE meets SPEC, e.g. "VaR99.5<=2%%" (ten-year, first '
+                          "track; --draws is the cap)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     run.add_argument("--report", metavar="HTML", help="also write the HTML report of the run (as `leadsim report`)")
     where = run.add_mutually_exclusive_group()

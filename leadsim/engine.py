@@ -10,6 +10,7 @@ and by the dask loop in :mod:`leadsim.distributed`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -24,15 +25,16 @@ from leadsim.ledger.benchmark import benchmark_pbpm
 from leadsim.ledger.settlement import financial_guarantee_by_year, settle
 from leadsim.model._kernel import OUT_FIELDS, RELIEF_TRUNCATION
 from leadsim.model.cohort import CohortModel, cohort_model, realised_means, run_cohort, stop_loss_price
-from leadsim.model.drivers import MacroPaths, macro_paths, prospective_growth
+from leadsim.model.drivers import MacroPaths, keyed_shocks, macro_paths, prospective_growth
 from leadsim.model.outliers import expected_truncation
 from leadsim.model.rng import RNG_SCHEME
+from leadsim.model.sampling import PILOT_DRAW_OFFSET, Sample, sample_shocks, tilt_from_pilot, to_normals
 
 if TYPE_CHECKING:  # pragma: no cover
     from leadsim.io.sink import Sink
 
 __all__ = ["ChunkCosts", "ChunkResult", "RunInputs", "chunk_costs", "costs_of", "drive", "prepare", "run_chunk",
-           "run_draws", "settle_chunk", "stop_loss_charge_pbpm", "threads"]
+           "run_draws", "settle_chunk", "stop_loss_charge_pbpm", "threads", "tilt_vector"]
 
 
 @dataclass(frozen=True)
@@ -42,19 +44,76 @@ class RunInputs:
     model: CohortModel
     charge_pbpm: np.ndarray      # (years, 3) stop-loss charge PBPM at expected trend (the ex-ante basis)
     base_truncation: np.ndarray  # (3,) expected base-year spending removed by truncation, PBPM
+    tilt: np.ndarray | None = None  # (D,) the pilot's tilt: tilted's mean shift, qmc_rotate's direction
 
 
 def prepare(cfg: Config) -> RunInputs:
     """Build the cost model and the prices the ledger needs (once per run; tables are cached)."""
+    inputs = _untilted_inputs(cfg)
+    if not _needs_pilot(cfg):
+        return inputs
+    return RunInputs(inputs.model, inputs.charge_pbpm, inputs.base_truncation, tilt_vector(cfg, inputs))
+
+
+def _needs_pilot(cfg: Config) -> bool:
+    s = cfg.simulation
+    return s.sampling == "tilted" or (s.sampling == "qmc" and s.qmc_rotate)
+
+
+def _untilted_inputs(cfg: Config) -> RunInputs:
     model = cohort_model(cfg)
     return RunInputs(model, stop_loss_price(cfg, model), expected_truncation(cfg))
+
+
+_TILTS: dict[str, np.ndarray] = {}
+
+
+def tilt_vector(cfg: Config, inputs: RunInputs | None = None) -> np.ndarray:
+    """The tilt of a ``sampling = "tilted"`` run (or the direction of ``qmc_rotate``), chosen by a plain pilot
+    run (computed once per config).
+
+    Notes
+    -----
+    ``simulation.pilot_draws`` plain draws at indices ``2^62 + i`` (keyed streams no run uses) are settled;
+    the loss (minus the ten-year settlement of ``simulation.tilt_track``, default the first track of
+    ``policy.tracks``) is regressed on their
+    systematic normals and :func:`leadsim.model.sampling.tilt_from_pilot` aims the shift at
+    ``simulation.tilt_level``. The pilot depends only on the config, so every process and worker computes
+    the same vector (rounded to 1e-6). ``simulation.tilt_shift``, when set, is used as it is (no pilot).
+    """
+    if cfg.simulation.tilt_shift is not None:  # pinned (e.g. to compare policies on common random numbers)
+        return np.asarray(cfg.simulation.tilt_shift, dtype=float)
+    key = cfg.to_toml()
+    if key not in _TILTS:
+        inputs = inputs or _untilted_inputs(cfg)
+        draws = PILOT_DRAW_OFFSET + np.arange(cfg.simulation.pilot_draws, dtype=np.int64)
+        zs, losses = [], []
+        track = cfg.policy.tracks.index(cfg.simulation.tilt_track) if cfg.simulation.tilt_track else 0
+        for lo, hi in chunk_bounds(draws.size, cfg.simulation.chunk_draws):
+            d = draws[lo:hi]
+            sample = Sample(keyed_shocks(cfg, d), np.ones(d.size))
+            res = settle_chunk(cfg, inputs, chunk_costs(cfg, inputs, d, sample=sample))
+            zs.append(to_normals(sample.shocks))
+            losses.append(-res.arrays["cumulative_settlement"][:, track])
+        if len(_TILTS) >= 64:  # a bounded memo: long sessions try many configs
+            _TILTS.clear()
+        _TILTS[key] = tilt_from_pilot(np.concatenate(zs), np.concatenate(losses), cfg.simulation.tilt_level)
+    return _TILTS[key].copy()
 
 
 def run_header(cfg: Config) -> RunHeader:
     """The run-level variables and model attributes a sink stores before the first chunk."""
     fg = financial_guarantee_by_year(cfg)
+    attrs: dict[str, Any] = {"rng_scheme": RNG_SCHEME}
+    s = cfg.simulation
+    if s.sampling == "qmc":
+        attrs.update(sampling="qmc", qmc_replicates=s.qmc_replicates)
+        if s.qmc_rotate:
+            attrs.update(qmc_direction=tilt_vector(cfg))
+    elif s.sampling == "tilted":
+        attrs.update(sampling="tilted", tilt_shift=tilt_vector(cfg))
     return RunHeader(constants={"financial_guarantee": np.float64(fg[0]), "financial_guarantee_by_year": fg},
-                     attrs={"rng_scheme": RNG_SCHEME})
+                     attrs=attrs)
 
 
 @dataclass
@@ -90,22 +149,30 @@ class ChunkCosts:
     member_months: np.ndarray
     risk_score: np.ndarray
     spending_pbpm: np.ndarray
+    weight: np.ndarray | None = None     # (draws,) likelihood-ratio weight (None: plain, all 1)
+    replicate: np.ndarray | None = None  # (draws,) QMC randomization replicate (qmc only)
 
 
-def chunk_costs(cfg: Config, inputs: RunInputs, draws: np.ndarray, spending_factor: float = 1.0) -> ChunkCosts:
+def chunk_costs(cfg: Config, inputs: RunInputs, draws: np.ndarray, spending_factor: float = 1.0,
+                sample: Sample | None = None) -> ChunkCosts:
     """Draw the macro paths and run the cohort kernel for one chunk (the part of a run that costs time).
 
-    ``spending_factor`` multiplies every beneficiary's mean cost (``1 + delta``: a constant proportional change
-    of spending on top of the configured care-management effect, as :mod:`leadsim.decide` needs for the
-    break-even effect where outlier relief makes the ledger nonlinear in spending); 1 is a plain run.
+    The systematic variates follow ``simulation.sampling`` (:mod:`leadsim.model.sampling`) unless ``sample``
+    gives them; the beneficiary-level streams are the keyed ones in every mode. ``spending_factor`` multiplies
+    every beneficiary's mean cost (``1 + delta``: a constant proportional change of spending on top of the
+    configured care-management effect, as :mod:`leadsim.decide` needs for the break-even effect where outlier
+    relief makes the ledger nonlinear in spending); 1 is a plain run.
     """
     model = inputs.model
     draws = np.asarray(draws, dtype=np.int64)
-    macro = macro_paths(cfg, draws)
+    if sample is None and cfg.simulation.sampling != "plain":
+        sample = sample_shocks(cfg, draws, inputs.tilt)
+    macro = macro_paths(cfg, draws, None if sample is None else sample.shocks)
     mean, scale = realised_means(model, macro)
     if spending_factor != 1.0:
         mean = mean * spending_factor
-    return costs_of(model, draws, macro, run_cohort(model, draws, mean, scale))
+    costs = costs_of(model, draws, macro, run_cohort(model, draws, mean, scale))
+    return costs if sample is None else dataclasses.replace(costs, weight=sample.weight, replicate=sample.replicate)
 
 
 def costs_of(model: CohortModel, draws: np.ndarray, macro: MacroPaths, out: np.ndarray) -> ChunkCosts:
@@ -144,7 +211,10 @@ def settle_chunk(cfg: Config, inputs: RunInputs, costs: ChunkCosts,
         "entrants": f["entrants"].astype(np.int64), "outliers": f["outliers"].astype(np.int64),
         "national_growth": macro.national_growth, "regional_growth": macro.regional_growth,
         "aco_growth": macro.aco_growth, "quality_score": macro.quality,
+        "weight": np.ones(len(costs.draws)) if costs.weight is None else costs.weight,
     }
+    if costs.replicate is not None:
+        arrays["replicate"] = costs.replicate.astype(np.int64)
     if charge_pbpm is None:
         charge_pbpm = stop_loss_charge_pbpm(cfg, inputs, macro)
     prosp = prospective_growth(cfg)

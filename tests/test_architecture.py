@@ -41,6 +41,7 @@ LAYER_OF_PREFIX = {  # longest matching prefix wins
     "leadsim.distributed": "engine",
     "leadsim.simulate": "engine",
     "leadsim.attribution": "engine",    # variance attribution: settles 2^k subsets of sources on one set of draws
+    "leadsim.precision": "api",         # run until a metric's standard error meets a target (engine + analysis)
     "leadsim.testing": "testing",             # numpy reference twins: model only, never the orchestrator
     "leadsim.testing.calibration": "checks",  # model-vs-public-facts runs: a user of the whole API
     "leadsim.fit": "fit",               # fitting a config to an ACO's panel: config, cost model, simulate

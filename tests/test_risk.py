@@ -173,3 +173,126 @@ def test_paired_difference_of_tracks_and_of_a_run_with_itself(run):
     assert float(abs(same["TVaR_diff"]).max()) == 0.0 and float(same["TVaR_diff_se"].max()) == 0.0
     with pytest.raises(ValueError, match="same number of draws"):
         risk.paired_difference(run, run.isel(draw=slice(0, 10)))
+
+
+# ---- weighted (tilted) and batched (QMC) draws ---------------------------------------------------------------------
+def test_integer_weights_equal_repeated_draws():
+    """A draw of weight k is k copies of it: weighted VaR, TVaR, mean, sd and probabilities match the repeated
+    sample exactly (hand-checkable: weights 1..4 on ten values)."""
+    x = np.array([-10.0, -4.0, -1.0, 0.0, 2.0, 3.0, 5.0, 6.0, 8.0, 9.0])
+    w = np.array([1, 2, 3, 4, 1, 2, 3, 4, 1, 2], dtype=float)
+    rep = np.repeat(x, w.astype(int))
+    d = risk.Design(w, None)
+    for p in (0.9, 0.8, 0.75, 0.5):
+        a, b = risk.tail_metrics(x, p, d), risk.tail_metrics(rep, p)
+        assert a.var[0] == b.var[0]
+        assert a.tvar[0] == pytest.approx(b.tvar[0], rel=1e-12)
+    assert risk._weighted_value(x, "mean", None, d) == pytest.approx(rep.mean(), rel=1e-12)
+    assert risk._weighted_value(x, "sd", None, d) == pytest.approx(rep.std(), rel=1e-12)
+    assert risk._design_prob(x < 0, d)[0] == pytest.approx((rep < 0).mean(), rel=1e-12)
+    # worst 10% of the 23 weighted draws: 2.3 units of mass = the -10 (1) and 1.3 of the two -4s
+    assert risk.tail_metrics(x, 0.9, d).tvar[0] == pytest.approx((10 + 1.3 * 4) / 2.3, rel=1e-12)
+
+
+def test_equal_weights_and_batches_keep_the_plain_estimates():
+    x = np.random.default_rng(4).standard_normal((3000, 2))
+    plain = risk.tail_metrics(x, [0.99, 0.995])
+    batched = risk.tail_metrics(x, [0.99, 0.995], risk.Design(None, np.arange(3000) % 32))
+    np.testing.assert_array_equal(batched.var, plain.var)
+    np.testing.assert_allclose(batched.tvar, plain.tvar, rtol=1e-12)
+    # independent draws in 32 batches: batch means estimate the same error (within its ~13% noise)
+    np.testing.assert_allclose(batched.tvar_se / plain.tvar_se, 1.0, atol=0.45)
+    ones = risk.tail_metrics(x, [0.99, 0.995], risk.Design(np.ones(3000), None))
+    np.testing.assert_allclose(ones.tvar_se, plain.tvar_se, rtol=1e-9)
+
+
+def _tilted_normal_sample(rng, n: int, mu: float, lam: float = 0.2, rho: float = 0.95) -> tuple[np.ndarray, ...]:
+    """Settlement X = 1 + 2 (rho Z + sqrt(1 - rho^2) E) ~ N(1, 4), with Z from the defensive mixture
+    lam N(0, 1) + (1 - lam) N(mu, 1) and its likelihood-ratio weight (as leadsim's tilted sampling)."""
+    z = rng.standard_normal(n) + mu * (rng.random(n) > lam)
+    w = 1.0 / (lam + (1.0 - lam) * np.exp(mu * z - 0.5 * mu * mu))
+    return 1.0 + 2.0 * (rho * z + np.sqrt(1 - rho**2) * rng.standard_normal(n)), w
+
+
+def test_weighted_standard_errors_are_honest_across_2000_seeds():
+    """Tilted sampling toward the loss tail (shift -Phi^-1(0.995) on the systematic factor): 95% intervals of
+    VaR 99.5%, TVaR 99%, a tail probability and the mean cover the exact values 93-97% of the time, and the
+    tail errors are several times smaller than plain sampling's at the same n."""
+    n, seeds, mu = 4000, 2000, -st.norm.ppf(0.995)
+    loss = st.norm(-1.0, 2.0)
+    v995 = float(loss.ppf(0.995))
+    tv99 = exact_loss_metrics(loss, 0.99)[1]
+    p_tail = float(st.norm(1.0, 2.0).cdf(-4.0))
+    rng = np.random.default_rng(2031)
+    hits = np.zeros(4)
+    ratio = []
+    for _ in range(seeds):
+        x, w = _tilted_normal_sample(rng, n, mu)
+        d = risk.Design(w, None)
+        tm = risk.tail_metrics(x, [0.995, 0.99], d)
+        p, p_se = risk._design_prob(x < -4.0, d)
+        mom = risk._weighted_moments(x, d)
+        hits += [abs(tm.var[0] - v995) <= 1.96 * tm.var_se[0], abs(tm.tvar[1] - tv99) <= 1.96 * tm.tvar_se[1],
+                 abs(p - p_tail) <= 1.96 * p_se, abs(mom["mean"] - 1.0) <= 1.96 * mom["mean_se"]]
+        ratio.append(tm.var_se[0] / (np.sqrt(0.005 * 0.995 / n) / loss.pdf(v995)))
+    cover = hits / seeds
+    print(f"tilted: coverage VaR99.5 {cover[0]:.3f} TVaR99 {cover[1]:.3f} P {cover[2]:.3f} mean {cover[3]:.3f}; "
+          f"median se / plain se (VaR99.5) {np.median(ratio):.3f}")
+    assert np.all((0.93 <= cover) & (cover <= 0.97)), cover
+    assert np.median(ratio) < 0.4   # measured 0.26: a 15x variance reduction at VaR 99.5%
+
+
+@pytest.mark.slow
+def test_qmc_batch_means_standard_errors_are_honest_across_1000_seeds():
+    """Randomized QMC (32 scrambled Sobol replicates of 128 points, 6 dimensions): batch-means 95% intervals of
+    VaR 99%, TVaR 99% and the mean cover the exact values 93-97% of the time."""
+    from scipy.special import ndtri
+
+    from leadsim.model.sampling import sobol_points
+
+    reps, per, d, rho, seeds = 32, 128, 6, 0.95, 1000
+    loss = st.norm(-1.0, 2.0)
+    v99, tv99 = exact_loss_metrics(loss, 0.99)
+    rng = np.random.default_rng(3)
+    batch = np.arange(reps * per) % reps
+    hits = np.zeros(3)
+    for s in range(seeds):
+        u = np.empty((reps * per, d))
+        for r in range(reps):
+            u[batch == r] = sobol_points(1000 + s, r, d, 0, per)
+        z = ndtri(u).sum(axis=1) / np.sqrt(d)
+        x = 1.0 + 2.0 * (rho * z + np.sqrt(1 - rho**2) * rng.standard_normal(z.size))
+        design = risk.Design(None, batch)
+        tm = risk.tail_metrics(x, 0.99, design)
+        mom = risk._weighted_moments(x, design)
+        hits += [abs(tm.var[0] - v99) <= 1.96 * tm.var_se[0], abs(tm.tvar[0] - tv99) <= 1.96 * tm.tvar_se[0],
+                 abs(mom["mean"] - 1.0) <= 1.96 * mom["mean_se"]]
+    cover = hits / seeds
+    print(f"qmc: coverage VaR99 {cover[0]:.3f} TVaR99 {cover[1]:.3f} mean {cover[2]:.3f}")
+    assert np.all((0.93 <= cover) & (cover <= 0.97)), cover
+
+
+def test_weighted_paired_difference():
+    """Each side weighted by its own weights: a run minus itself is exactly zero with zero error, and a shifted
+    copy differs by the shift in mean, VaR and TVaR with zero error (perfectly paired)."""
+    rng = np.random.default_rng(8)
+    x, w = _tilted_normal_sample(rng, 3000, -2.0)
+    ds = xr.Dataset({"net_settlement": (("draw", "year", "track"), x[:, None, None]),
+                     "cumulative_settlement": (("draw", "track"), x[:, None]), "weight": ("draw", w)},
+                    coords={"draw": np.arange(3000), "year": [2027], "track": ["global"]})
+    same = risk.paired_difference(ds, ds, levels=[0.99]).sel(period="horizon", level=0.99, track="global")
+    assert float(same["TVaR_diff"]) == 0.0 and float(same["TVaR_diff_se"]) == 0.0
+    moved = ds.copy(data={"net_settlement": x[:, None, None] - 5.0, "cumulative_settlement": x[:, None] - 5.0,
+                          "weight": w})
+    d = risk.paired_difference(ds, moved, levels=[0.99]).sel(period="horizon", level=0.99, track="global")
+    assert float(d["mean_diff"]) == pytest.approx(5.0) and float(d["VaR_diff"]) == pytest.approx(-5.0)
+    assert float(d["TVaR_diff"]) == pytest.approx(-5.0)
+    assert float(d["mean_diff_se"]) < 1e-9 and float(d["TVaR_diff_se"]) < 1e-9
+    # the weighted estimates are those of the accessor (weights read from the Dataset) and of tail_metrics
+    tm = risk.tail_metrics(x, 0.99, risk.Design(w, None))
+    acc = ds.leadsim.tvar(0.99, var="cumulative_settlement")
+    assert float(acc["estimate"].sel(track="global")) == pytest.approx(tm.tvar[0], rel=1e-12)
+    assert float(d["TVaR_a"]) == pytest.approx(tm.tvar[0], rel=1e-12)
+    assert float(acc["se"].sel(track="global")) == pytest.approx(tm.tvar_se[0], rel=1e-12)
+    assert float(ds.leadsim.tvar(0.99, var="cumulative_settlement")["estimate"].sel(track="global")) != float(
+        risk.tvar(ds["cumulative_settlement"], 0.99)["estimate"].sel(track="global"))  # unweighted differs

@@ -20,7 +20,16 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from leadsim.analysis.formatting import money_formatter, scale_for
-from leadsim.analysis.risk import horizon, order_index, tail_metrics, tail_prob
+from leadsim.analysis.risk import (
+    Design,
+    design_se,
+    effective_draws,
+    horizon,
+    order_index,
+    sample_design,
+    tail_metrics,
+    tail_prob,
+)
 
 __all__ = [
     "attribution_chart",
@@ -86,6 +95,30 @@ def _series(runs: Runs, var: str) -> list[tuple[str, np.ndarray]]:
     return out
 
 
+def _designs(runs: Runs, var: str) -> list[Design]:
+    """The sample design (weights, QMC batches) of each curve of :func:`_series`, in the same order."""
+    items = {"": runs} if isinstance(runs, xr.Dataset) else dict(runs)
+    out = []
+    for ds in items.values():
+        h = horizon(ds, var) if "year" in ds[var].dims else ds[var]
+        out += [sample_design(ds)] * (h.sizes["track"] if "track" in h.dims else 1)
+    return out
+
+
+def _quantiles(values: np.ndarray, qs: Sequence[float], weight: np.ndarray | None) -> np.ndarray:
+    """Quantiles over draws (axis 0): numpy's default, or the weighted ``inverted_cdf`` of a tilted run."""
+    if weight is None:
+        return np.quantile(values, qs, axis=0)
+    return np.quantile(values, qs, axis=0, method="inverted_cdf",
+                       weights=np.broadcast_to(weight.reshape((-1,) + (1,) * (values.ndim - 1)), values.shape))
+
+
+def _head(design: Design, m: int) -> Design:
+    """The design of the first ``m`` draws."""
+    return Design(None if design.weight is None else design.weight[:m],
+                  None if design.batch is None else design.batch[:m])
+
+
 def _subtitle(runs: Runs) -> str:
     if not isinstance(runs, xr.Dataset):
         return f"{len(runs)} runs: " + ", ".join(runs)
@@ -128,21 +161,22 @@ def fan_chart(ds: xr.Dataset, track: str | None = None, ax: Axes | None = None,
     spend = (ds["expenditure"].sum("population") / mm).transpose("draw", "year").values
     bench = (ds["benchmark"] / mm).transpose("draw", "year", "track")
     years = ds["year"].values
+    weight = sample_design(ds).weight
 
     lines = {0: ":", 1: "--"}
     for k, b in enumerate(sorted(bands, reverse=True)):
-        lo, hi = np.quantile(bench.sel(track=track).values, [(1 - b) / 2, (1 + b) / 2], axis=0)
+        lo, hi = _quantiles(bench.sel(track=track).values, [(1 - b) / 2, (1 + b) / 2], weight)
         ax.fill_between(years, lo, hi, color=_TRACK_COLOURS.get(track, _CYCLE[0]), alpha=0.15 + 0.2 * k, lw=0,
                         label=f"benchmark ({track}) {b:.0%} band")
-        lo, hi = np.quantile(spend, [(1 - b) / 2, (1 + b) / 2], axis=0)
+        lo, hi = _quantiles(spend, [(1 - b) / 2, (1 + b) / 2], weight)
         ax.plot(years, lo, color="#b03a2e", ls=lines.get(k, "-."), lw=1.3, label=f"spending {b:.0%} band")
         ax.plot(years, hi, color="#b03a2e", ls=lines.get(k, "-."), lw=1.3)
-    ax.plot(years, np.median(bench.sel(track=track).values, axis=0), color=_TRACK_COLOURS.get(track, _CYCLE[0]),
-            lw=2.2, label=f"benchmark ({track}) median")
-    ax.plot(years, np.median(spend, axis=0), color="#b03a2e", lw=2.2, label="spending median")
+    ax.plot(years, _quantiles(bench.sel(track=track).values, [0.5], weight)[0],
+            color=_TRACK_COLOURS.get(track, _CYCLE[0]), lw=2.2, label=f"benchmark ({track}) median")
+    ax.plot(years, _quantiles(spend, [0.5], weight)[0], color="#b03a2e", lw=2.2, label="spending median")
     for i, t in enumerate(tracks):
         if t != track:
-            ax.plot(years, np.median(bench.sel(track=t).values, axis=0), ls="--", lw=1.5,
+            ax.plot(years, _quantiles(bench.sel(track=t).values, [0.5], weight)[0], ls="--", lw=1.5,
                     color=_TRACK_COLOURS.get(t, _CYCLE[i]), label=f"benchmark ({t}) median")
     ax.set_xticks(years)
     ax.tick_params(axis="x", labelrotation=45)
@@ -197,12 +231,18 @@ def loss_exceedance(runs: Runs, var: str = "net_settlement", ax: Axes | None = N
     allv = np.concatenate([-v for _, v in series])
     scale, unit = scale_for(allv)
     n_min = min(v.size for _, v in series)
-    for i, (label, x) in enumerate(series):
-        loss = np.sort(-x)
+    for i, ((label, x), design) in enumerate(zip(series, _designs(runs, var), strict=True)):
+        order = np.argsort(-x, kind="stable")
+        loss = -x[order]
         n = loss.size
         grid = np.unique(np.quantile(loss, np.linspace(0, 1, points), method="inverted_cdf"))
-        p = 1.0 - np.searchsorted(loss, grid, side="right") / n
-        keep = p > 0
+        if design.weight is None:
+            p = 1.0 - np.searchsorted(loss, grid, side="right") / n
+        else:  # weighted survival function; the band uses Kish's effective sample size
+            cum = np.concatenate([[0.0], np.cumsum(design.weight[order])]) / design.weight.sum()
+            p = 1.0 - cum[np.searchsorted(loss, grid, side="right")]
+            n = max(int(effective_draws(design, n)), 1)
+        keep = p > 1e-15
         lo, hi = _wilson(p[keep], n, z)
         c = _colour(label, i)
         ax.fill_between(grid[keep], np.maximum(lo, 0.1 / n), hi, color=c, alpha=0.2, lw=0, step="post")
@@ -249,13 +289,13 @@ def settlement_distribution(runs: Runs, var: str = "net_settlement", ax: Axes | 
     if bins is None:
         bins = int(np.clip(np.sqrt(min(v.size for _, v in series)), 15, 80))
     edges = np.histogram_bin_edges(allv, bins=bins)
-    for i, (label, x) in enumerate(series):
+    for i, ((label, x), design) in enumerate(zip(series, _designs(runs, var), strict=True)):
         c = _colour(label, i)
-        dens, _ = np.histogram(x, bins=edges, density=True)
+        dens, _ = np.histogram(x, bins=edges, density=True, weights=design.weight)
         ax.stairs(dens, edges, color=c, lw=1.8, label=label, fill=False)
         ax.stairs(dens, edges, color=c, alpha=0.12, fill=True)
-        var_p = float(tail_metrics(x, p).var[0])
-        ax.axvline(x.mean(), color=c, lw=1.2)
+        var_p = float(tail_metrics(x, p, design).var[0])
+        ax.axvline(np.average(x, weights=design.weight), color=c, lw=1.2)
         ax.axvline(-var_p, color=c, lw=1.2, ls="--")
     ax.axvline(0, color="0.2", lw=0.8)
     ax.xaxis.set_major_formatter(money_formatter(scale, unit))
@@ -297,9 +337,11 @@ def comparison(runs: Runs, var: str = "net_settlement", p: float = 0.99, ax: Axe
     fig, ax = _new_ax(ax)
     series = _series(runs, var)
     rows = []
-    for label, x in series:
-        tm = tail_metrics(x, p)
-        rows.append((label, float(tm.tvar[0]), float(tm.tvar_se[0]), x.mean(), x.std(ddof=1) / np.sqrt(x.size)))
+    for (label, x), design in zip(series, _designs(runs, var), strict=True):
+        tm = tail_metrics(x, p, design)
+        mean = (x.mean(), x.std(ddof=1) / np.sqrt(x.size)) if design.trivial else (
+            np.average(x, weights=design.weight), float(design_se(x - np.average(x, weights=design.weight), design)))
+        rows.append((label, float(tm.tvar[0]), float(tm.tvar_se[0]), *mean))
     vals = np.array([[r[1], r[3]] for r in rows])
     scale, unit = scale_for(vals)
     for i, (label, tv, tv_se, m, m_se) in enumerate(rows):
@@ -356,12 +398,17 @@ def waterfall_data(ds: xr.Dataset, track: str | None = None, draw: str | int = "
         t = t.sel(year=[year])
     chosen = -1
     if isinstance(draw, str):
+        w = sample_design(ds).weight
         if draw == "mean":
-            t = t.mean("draw")
+            t = t.mean("draw") if w is None else t.weighted(xr.DataArray(w, dims="draw")).mean("draw")
         elif draw in ("1-in-100", "1in100", "var99"):
             x = (horizon(t) if year is None else t["net_settlement"].sum("year")).values
-            k = int(order_index(x.size, np.atleast_1d(tail_prob(0.99)))[0])
-            idx = int(np.argsort(x, kind="stable")[k])
+            order = np.argsort(x, kind="stable")
+            if w is None:
+                k = int(order_index(x.size, np.atleast_1d(tail_prob(0.99)))[0])
+            else:  # the weighted inverted_cdf quantile's draw
+                k = int(np.searchsorted(np.cumsum(w[order]) / w.sum(), tail_prob(0.99) - 1e-12))
+            idx = int(order[k])
             chosen = int(t["draw"].values[idx])
             t = t.isel(draw=idx)
         else:
@@ -536,16 +583,17 @@ def convergence(ds: xr.Dataset, var: str = "net_settlement", p: float = 0.99, tr
     the final band; if it is still drifting, the tail needs more draws.
     """
     fig, ax = _new_ax(ax)
-    series = [(lab, x) for lab, x in _series(ds, var) if track is None or lab == track]
+    pairs = [(s, d) for s, d in zip(_series(ds, var), _designs(ds, var), strict=True) if track is None or s[0] == track]
+    series = [s for s, _ in pairs]
     n = min(x.size for _, x in series)
     start = min(n, max(20, int(np.ceil(1 / (1 - p)))))
     ms = np.unique(np.geomspace(start, n, points).astype(int))
     allv = []
-    for i, (label, x) in enumerate(series):
+    for i, ((label, x), design) in enumerate(pairs):
         est = np.empty(ms.size)
         se = np.empty(ms.size)
         for j, m in enumerate(ms):
-            tm = tail_metrics(x[:m], p)
+            tm = tail_metrics(x[:m], p, _head(design, m))
             est[j], se[j] = tm.tvar[0], tm.tvar_se[0]
         c = _colour(label, i)
         ax.fill_between(ms, est - 1.96 * se, est + 1.96 * se, color=c, alpha=0.2, lw=0)

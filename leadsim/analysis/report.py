@@ -162,6 +162,18 @@ def _provenance_rows(ds: xr.Dataset) -> list[list[str]]:
     return rows
 
 
+def _sampling_note(ds: xr.Dataset, s: xr.Dataset) -> str:
+    """For a QMC or tilted run: estimates are weighted, standard errors weighted or batch means."""
+    mode = ds.attrs.get("sampling")
+    if not mode:
+        return ""
+    eff = s.attrs.get("effective_draws")
+    what = (f"tilted sampling: tables and figures are likelihood-ratio weighted (effective draws {eff:,.0f})"
+            if mode == "tilted" else
+            "randomized QMC: standard errors are batch means across the randomizations")
+    return f" · {html.escape(what)}"
+
+
 def report_html(ds: xr.Dataset, source: str | None = None, levels: Sequence[float] = LEVELS,
                 attribution: xr.Dataset | None = None) -> str:
     """The HTML report of one run: metrics with standard errors, figures, assumptions, provenance.
@@ -190,7 +202,7 @@ def report_html(ds: xr.Dataset, source: str | None = None, levels: Sequence[floa
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p class='sub'>{ds.sizes['draw']:,} draws · seed {html.escape(str(ds.attrs.get('seed', '?')))} · "
              f"leadsim {html.escape(str(ds.attrs.get('leadsim_version', __version__)))}"
-             f"{' · ' + html.escape(source) if source else ''}</p>",
+             f"{' · ' + html.escape(source) if source else ''}{_sampling_note(ds, s)}</p>",
              "<p class='note'>Sign convention: settlement is positive when paid <b>to the ACO</b>, negative when "
              "owed to CMS. VaR and TVaR are on the <b>loss side</b> and reported as positive loss amounts: VaR "
              "99% is minus the 1% lower quantile of settlement (numpy <code>inverted_cdf</code>); TVaR 99% is the "
@@ -292,7 +304,7 @@ def compare_text(runs: Mapping[str, xr.Dataset], p: float = 0.99, same_track: bo
             del ref
             lines.append(f"{label:{width}}mean {dmean / 1e6:+,.2f}{_pm(dmean_se)}   "
                          f"TVaR {_level_name(p)} {dtv / 1e6:+,.2f}{_pm(dtv_se)}"
-                         f"{'' if crn else '   (different seeds: independent draws)'}")
+                         f"{'' if crn else '   (different seeds or sampling: no common random numbers)'}")
     return "\n".join(lines)
 
 

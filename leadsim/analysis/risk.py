@@ -21,6 +21,17 @@ i.e. with common random numbers) use ``sd_n(IF_a(X_i) - IF_b(Y_i)) / sqrt(n)``, 
 of the pair. The influence functions are listed in :func:`influence`. They are validated in
 ``tests/test_risk.py``: across 200 seeds the 95% intervals cover the exact values of normal and lognormal
 samples 92-98% of the time.
+
+Weighted and batched draws
+--------------------------
+A run made with ``simulation.sampling = "tilted"`` carries a likelihood-ratio ``weight`` per draw, and one made
+with ``"qmc"`` a ``replicate`` per draw (:func:`sample_design` reads them; a result without them is plain).
+Every metric here then uses the self-normalised weighted estimate (a draw of weight ``k`` counts as ``k``
+copies) and the standard error ``sqrt(m/(m-1) sum_b (S_b - mean S)^2)`` of the batch sums ``S_b`` of
+``w_i IF_i / sum w`` (each draw its own batch, or one batch per QMC replicate): :func:`design_se`. For equal
+weights and single-draw batches this is the plain formula, and plain results keep their code path bit for bit.
+Across 2,000 seeds of a tilted normal model the 95% intervals of VaR 99.5%, TVaR 99%, a tail probability and
+the mean cover 94-95% (``docs/design.md``, "Sampling and weights").
 """
 
 from __future__ import annotations
@@ -37,20 +48,29 @@ from leadsim.io.schema import config_of
 
 __all__ = [
     "HORIZON",
+    "HORIZON_METRICS",
     "LEVELS",
+    "Design",
     "LeadsimAccessor",
     "TailMetrics",
+    "design_se",
     "drawdown",
+    "effective_draws",
     "horizon",
+    "horizon_metric",
     "influence",
     "order_index",
     "paired_difference",
+    "sample_design",
     "sparsity",
+    "spread_se",
     "summarize",
     "tail_metrics",
     "tail_prob",
     "tvar",
     "value_at_risk",
+    "weighted_sparsity",
+    "weighted_tail_metrics",
 ]
 
 LEVELS: tuple[float, ...] = (0.90, 0.95, 0.99, 0.995)
@@ -136,7 +156,7 @@ class TailMetrics:
         raise ValueError(f"metric must be 'VaR' or 'TVaR', got {metric!r}")
 
 
-def tail_metrics(x: np.ndarray, p: float | Sequence[float] = LEVELS) -> TailMetrics:
+def tail_metrics(x: np.ndarray, p: float | Sequence[float] = LEVELS, design: Design | None = None) -> TailMetrics:
     """Loss-side VaR and TVaR of settlement samples with their standard errors (draws on axis 0).
 
     Parameters
@@ -145,6 +165,8 @@ def tail_metrics(x: np.ndarray, p: float | Sequence[float] = LEVELS) -> TailMetr
         Settlement samples (positive to the ACO); axis 0 is the draw.
     p : float or sequence of float
         Confidence levels in (0, 1), e.g. 0.99.
+    design : Design, optional
+        Weights and batches of the draws (:func:`sample_design`); default equal weights, independent draws.
 
     Returns
     -------
@@ -163,10 +185,15 @@ def tail_metrics(x: np.ndarray, p: float | Sequence[float] = LEVELS) -> TailMetr
     * TVaR: ``se = sd((L - VaR)_+) / (a sqrt(n))``, equivalently ``sqrt([Var(L | L > VaR) + (1 - a)
       (TVaR - VaR)^2] / (n a))`` (Manistre & Hancock 2005, *Variance of the CTE estimator*, NAAJ 9(2):129;
       the VaR term drops out of the influence function because ``d TVaR / d VaR = 0`` at the true quantile).
+
+    With a non-trivial ``design`` the estimates are the weighted ones and the standard errors come from the
+    influence functions, weighted and summed by batch (:func:`design_se`); see :func:`weighted_tail_metrics`.
     """
     x = np.asarray(x, dtype=float)
     levels = _check_levels(p)
     alpha = tail_prob(levels)
+    if design is not None and not design.trivial:
+        return weighted_tail_metrics(x, alpha, design)
     n = x.shape[0]
     xs = np.sort(x, axis=0)
     k = order_index(n, alpha)
@@ -180,7 +207,241 @@ def tail_metrics(x: np.ndarray, p: float | Sequence[float] = LEVELS) -> TailMetr
     return TailMetrics(var, var_se, tvar_, tvar_se)
 
 
-def influence(x: np.ndarray, metric: str, p: float | None = None) -> np.ndarray:
+# ---------------------------------------------------------------------------------------------------------
+# Weighted draws and batches: tilted and quasi-random sampling (docs/design.md, "Sampling and weights")
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Design:
+    """How the draws of a sample were made: their likelihood-ratio weights and their batches.
+
+    Attributes
+    ----------
+    weight : ndarray (n,), or None
+        Weight of each draw (``sampling = "tilted"``); None means equal weights.
+    batch : ndarray (n,) of int, or None
+        Independent batches (the randomization replicates of ``sampling = "qmc"``); None means every draw is
+        independent of the others.
+    """
+
+    weight: np.ndarray | None = None
+    batch: np.ndarray | None = None
+
+    @property
+    def trivial(self) -> bool:
+        """Equal weights and independent draws: the plain Monte Carlo formulas apply unchanged."""
+        return self.weight is None and self.batch is None
+
+
+def _draw_values(obj: xr.Dataset | xr.DataArray, name: str) -> np.ndarray | None:
+    if isinstance(obj, xr.Dataset):
+        v = obj[name] if name in obj.variables else None
+    else:
+        v = obj.coords[name] if name in obj.coords else None
+    return None if v is None or v.dims != ("draw",) else v.values
+
+
+def sample_design(obj: xr.Dataset | xr.DataArray) -> Design:
+    """The :class:`Design` of a result: its ``weight`` and ``replicate`` variables (or coords of a DataArray).
+
+    A result without them (plain sampling, or written before they existed) has the trivial design.
+    """
+    w = _draw_values(obj, "weight")
+    if w is not None:
+        w = w.astype(float)
+        if np.all(w == 1.0):
+            w = None
+        elif not np.all(np.isfinite(w) & (w >= 0.0)) or not w.sum() > 0.0:
+            raise ValueError("the draws' weights must be finite, non-negative and not all zero")
+    b = _draw_values(obj, "replicate")
+    return Design(w, None if b is None else b.astype(np.int64))
+
+
+def _per_draw(v: np.ndarray, ndim: int) -> np.ndarray:
+    return v.reshape((-1,) + (1,) * (ndim - 1))
+
+
+def spread_se(terms: np.ndarray, batch: np.ndarray | None = None) -> np.ndarray:
+    """``sqrt(m / (m - 1) * sum_b (S_b - mean S)^2)`` of the batch sums ``S_b`` of ``terms`` (draws on axis 0).
+
+    The standard error of ``sum_i terms_i`` when batches (each draw alone when ``batch`` is None) are
+    independent and identically distributed; NaN with fewer than two batches.
+    """
+    if batch is not None:
+        labels, inv = np.unique(batch, return_inverse=True)
+        sums = np.zeros((labels.size, *terms.shape[1:]))
+        np.add.at(sums, inv, terms)
+        terms = sums
+    m = terms.shape[0]
+    if m < 2:
+        return np.full(terms.shape[1:], np.nan)
+    c = terms - terms.mean(axis=0)
+    return np.sqrt(m / (m - 1) * (c**2).sum(axis=0))
+
+
+def _weighted_terms(infl: np.ndarray, design: Design) -> np.ndarray:
+    """``w_i IF_i / sum w`` (``IF_i / n`` for equal weights): the draws' shares of an estimate's error."""
+    if design.weight is None:
+        return infl / infl.shape[0]
+    w = design.weight
+    return infl * _per_draw(w / w.sum(), infl.ndim)
+
+
+def design_se(infl: np.ndarray, design: Design) -> np.ndarray:
+    """Standard error of a (weighted) estimate from its influence values at the draws.
+
+    Notes
+    -----
+    A self-normalised weighted estimate ``T(F_w)`` with ``F_w = sum_i w_i delta_{X_i} / sum_i w_i`` moves by
+    ``sum_i w_i IF(X_i) / sum_i w_i`` to first order (Hesterberg 1995, *Technometrics* 37:185; Owen, *Monte
+    Carlo theory, methods and examples*, 2013, §9.2). Independent draws give ``se = sqrt(n/(n-1) sum_i (t_i -
+    tbar)^2)`` with ``t_i = w_i IF_i / sum w``, which is ``sd(IF) / sqrt(n)`` for equal weights; for QMC the
+    ``t_i`` are summed within each randomization replicate first and the spread is taken across the
+    replicates (batch means: they are independent, the draws inside one are not; Owen 2013, §17.2).
+    """
+    return spread_se(_weighted_terms(np.asarray(infl, dtype=float), design), design.batch)
+
+
+def _weighted_sort(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` sorted along axis 0 and the cumulative weight share ``F_w`` at each sorted draw."""
+    order = np.argsort(x, axis=0, kind="stable")
+    xs = np.take_along_axis(x, order, axis=0)
+    cw = np.cumsum(w[order], axis=0)
+    return xs, cw / cw[-1:]
+
+
+def _weighted_index(cw: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Index (per column) of ``inf{x : F_w(x) >= alpha}`` in a weighted sorted sample; shape ``(m, ...)``."""
+    a = np.asarray(alpha, dtype=float).reshape((-1,) + (1,) * cw.ndim)
+    k = (cw[None] < a - 1e-12).sum(axis=1)
+    return np.minimum(k, cw.shape[0] - 1)
+
+
+def weighted_sparsity(xs: np.ndarray, cw: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``1 / f(q_alpha)`` from a weighted sorted sample: the difference quotient of the weighted quantile.
+
+    Notes
+    -----
+    As :func:`sparsity`, with the window ``alpha -+ h`` in probability and the divided difference taken over
+    the weight between the two order statistics. The Hall-Sheather bandwidth uses the local sampling rate
+    ``n_loc = (k + 1) / alpha`` (``k`` draws below the quantile) instead of ``n``: a tilted sample puts many
+    more draws near a tail quantile than ``n alpha``, so its window can be narrower (``n_loc = n`` unweighted).
+    """
+    alpha = np.asarray(alpha, dtype=float)
+    shape = (-1,) + (1,) * (xs.ndim - 1)
+    a = alpha.reshape(shape)
+    k = _weighted_index(cw, alpha)
+    n_loc = (k + 1.0) / a
+    z = ndtri(alpha).reshape(shape)
+    phi = np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
+    h = n_loc ** (-1.0 / 3.0) * _Z975 ** (2.0 / 3.0) * (1.5 * phi**2 / (2.0 * z**2 + 1.0)) ** (1.0 / 3.0)
+    last = xs.shape[0] - 1
+    lo = np.stack([(cw < np.maximum(aj - hj, 0.0)[None] - 1e-12).sum(axis=0) for aj, hj in zip(a, h, strict=True)])
+    hi = np.stack([np.minimum((cw < np.minimum(aj + hj, 1.0)[None] - 1e-12).sum(axis=0), last)
+                   for aj, hj in zip(a, h, strict=True)])
+    lo = np.minimum(lo, np.maximum(k - 1, 0))
+    hi = np.maximum(hi, np.minimum(k + 1, last))
+    take = np.take_along_axis
+    dx = take(xs, hi, axis=0) - take(xs, lo, axis=0)
+    dp = take(cw, hi, axis=0) - take(cw, lo, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(dp > 0, dx / dp, 0.0)
+
+
+def weighted_tail_metrics(x: np.ndarray, alpha: np.ndarray, design: Design) -> TailMetrics:
+    """VaR and TVaR (loss side) of weighted and/or batched draws, lower tail probabilities ``alpha``.
+
+    Notes
+    -----
+    ``VaR = -x_(k)``, ``k`` the first sorted draw whose cumulative weight share reaches ``alpha`` (the
+    weighted ``inverted_cdf``); ``TVaR = VaR + sum_i w_i (L_i - VaR)_+ / (alpha sum w)``. Standard errors are
+    :func:`design_se` of the influence functions of :func:`influence` (VaR with :func:`weighted_sparsity`).
+    With equal weights and batches (QMC) the estimates are exactly those of :func:`tail_metrics`.
+    """
+    n = x.shape[0]
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    a = alpha.reshape(shape)
+    if design.weight is None:
+        xs = np.sort(x, axis=0)
+        var = -xs[order_index(n, alpha)]
+        s = sparsity(xs, alpha)
+        w = np.ones(n)
+    else:
+        w = design.weight
+        xs, cw = _weighted_sort(x, w)
+        var = -np.take_along_axis(xs, _weighted_index(cw, alpha), axis=0)
+        s = weighted_sparsity(xs, cw, alpha)
+    wn = _per_draw(w / w.sum(), x.ndim)[None]                     # (1, n, ...)
+    loss = -x[None]                                               # (1, n, ...)
+    excess = np.maximum(loss - var[:, None], 0.0)                 # (m, n, ...)
+    tvar_ = var + (wn * excess).sum(axis=1) / a
+    if_var = ((loss > var[:, None]).astype(float) - a[:, None]) * s[:, None]
+    if_tvar = (excess - (wn * excess).sum(axis=1, keepdims=True)) / a[:, None]
+    var_se = np.stack([design_se(f, design) for f in if_var])
+    tvar_se = np.stack([design_se(f, design) for f in if_tvar])
+    return TailMetrics(var, var_se, tvar_, tvar_se)
+
+
+def _weighted_value(x: np.ndarray, metric: str, p: float | None, design: Design) -> np.ndarray:
+    w = _per_draw(design.weight / design.weight.sum(), x.ndim)
+    if metric == "mean":
+        return (w * x).sum(axis=0)
+    if metric == "sd":
+        return np.sqrt((w * (x - (w * x).sum(axis=0)) ** 2).sum(axis=0))
+    if metric == "p_loss":
+        return (w * (x < 0)).sum(axis=0)
+    if p is None:
+        raise ValueError(f"{metric} needs a confidence level p")
+    return tail_metrics(x, p, design).of(metric)[0][0]
+
+
+def _weighted_influence(x: np.ndarray, metric: str, p: float | None, design: Design) -> np.ndarray:
+    w = _per_draw(design.weight / design.weight.sum(), x.ndim)
+    if metric in ("mean", "sd"):
+        d = x - (w * x).sum(axis=0)
+        if metric == "mean":
+            return d
+        s = np.sqrt((w * d**2).sum(axis=0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(s > 0, (d**2 - s**2) / (2.0 * s), 0.0)
+    if metric == "p_loss":
+        ev = (x < 0.0).astype(float)
+        return ev - (w * ev).sum(axis=0)
+    if metric not in ("VaR", "TVaR") or p is None:
+        raise ValueError(f"unknown metric {metric!r} (or missing p for VaR/TVaR)")
+    alpha = tail_prob(_check_levels(p))
+    xs, cw = _weighted_sort(x, design.weight)
+    v = -np.take_along_axis(xs, _weighted_index(cw, alpha), axis=0)[0]
+    loss = -x
+    if metric == "VaR":
+        s = weighted_sparsity(xs, cw, alpha)[0]
+        return ((loss > v).astype(float) - alpha[0]) * s
+    excess = np.maximum(loss - v, 0.0)
+    return (excess - (w * excess).sum(axis=0)) / alpha[0]
+
+
+def _weighted_moments(x: np.ndarray, design: Design) -> dict[str, np.ndarray]:
+    if design.weight is None:
+        mom = _moments(x)
+        d = x - mom["mean"]
+        sd = mom["sd"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if_sd = np.where(sd > 0, (d**2 - sd**2) / (2.0 * sd), 0.0)
+        return {"mean": mom["mean"], "mean_se": design_se(d, design), "sd": sd, "sd_se": design_se(if_sd, design)}
+    mean, sd = _weighted_value(x, "mean", None, design), _weighted_value(x, "sd", None, design)
+    return {"mean": mean, "mean_se": design_se(_weighted_influence(x, "mean", None, design), design),
+            "sd": sd, "sd_se": design_se(_weighted_influence(x, "sd", None, design), design)}
+
+
+def _design_prob(event: np.ndarray, design: Design) -> tuple[np.ndarray, np.ndarray]:
+    if design.trivial:
+        return _prob(event)
+    ev = event.astype(float)
+    w = np.ones(ev.shape[0]) if design.weight is None else design.weight
+    p = (_per_draw(w / w.sum(), ev.ndim) * ev).sum(axis=0)
+    return p, design_se(ev - p, design)
+
+
+def influence(x: np.ndarray, metric: str, p: float | None = None, design: Design | None = None) -> np.ndarray:
     """Empirical influence function of a metric at each draw (draws on axis 0).
 
     Parameters
@@ -190,6 +451,9 @@ def influence(x: np.ndarray, metric: str, p: float | None = None) -> np.ndarray:
     metric : {"mean", "sd", "VaR", "TVaR", "p_loss"}
     p : float, optional
         Confidence level for VaR/TVaR.
+    design : Design, optional
+        Weights of the draws: the influence function is then evaluated at the weighted estimates (its
+        weighted mean is zero) and the standard error is :func:`design_se`.
 
     Returns
     -------
@@ -207,6 +471,8 @@ def influence(x: np.ndarray, metric: str, p: float | None = None) -> np.ndarray:
     * TVaR: ``v + (L - v)_+ / a - TVaR``.
     """
     x = np.asarray(x, dtype=float)
+    if design is not None and design.weight is not None:
+        return _weighted_influence(x, metric, p, design)
     if metric == "mean":
         return x - x.mean(axis=0)
     if metric == "sd":
@@ -230,7 +496,9 @@ def influence(x: np.ndarray, metric: str, p: float | None = None) -> np.ndarray:
     return excess / alpha[0] - excess.mean(axis=0) / alpha[0]
 
 
-def _metric_value(x: np.ndarray, metric: str, p: float | None) -> np.ndarray:
+def _metric_value(x: np.ndarray, metric: str, p: float | None, design: Design | None = None) -> np.ndarray:
+    if design is not None and design.weight is not None:
+        return _weighted_value(x, metric, p, design)
     if metric == "mean":
         return x.mean(axis=0)
     if metric == "sd":
@@ -332,6 +600,74 @@ _ATTRS: dict[str, tuple[str, str]] = {
 }
 
 
+def _beyond_guarantee(ds: xr.Dataset, var: str) -> np.ndarray:
+    """(draw, year, track): a year's cash owed at settlement exceeds that year's financial guarantee."""
+    cash = ds["cash_settlement"] if var == "net_settlement" and "cash_settlement" in ds else ds[var]
+    x_cash = cash.transpose("draw", "year", "track").values.astype(float)
+    return x_cash < -_guarantee_by_year(ds)[None, :, None]
+
+
+HORIZON_METRICS = ("VaR", "TVaR", "mean", "p_loss", "p_beyond_guarantee", "p_drawdown_beyond_guarantee")
+"""The metrics :func:`horizon_metric` computes (``leadsim run --target``)."""
+
+
+def horizon_metric(ds: xr.Dataset, metric: str, level: float | None = None,
+                   track: str | None = None) -> tuple[float, float, int]:
+    """One whole-horizon metric of one track of ``net_settlement``, with its standard error.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A leadsim result (weights and QMC replicates are used, :func:`sample_design`).
+    metric : str
+        One of :data:`HORIZON_METRICS` (as in :func:`summarize`, ``period = "horizon"``).
+    level : float, optional
+        Confidence level of VaR and TVaR (e.g. 0.995).
+    track : str, optional
+        Default the first track.
+
+    Returns
+    -------
+    (estimate, se, support)
+        ``support`` counts the draws that inform the estimate: those at or beyond the VaR for VaR and TVaR,
+        the rarer of event and non-event for a probability, all draws for the mean. A standard error resting
+        on a handful of draws is itself unreliable; :mod:`leadsim.precision` waits for enough support.
+
+    Notes
+    -----
+    The same estimators and standard errors as :func:`summarize` (docs/design.md, "Sampling and weights").
+    """
+    if metric not in HORIZON_METRICS:
+        raise ValueError(f"metric must be one of {', '.join(HORIZON_METRICS)}, got {metric!r}")
+    tracks = [str(t) for t in ds["track"].values]
+    track = tracks[0] if track is None else track
+    if track not in tracks:
+        raise ValueError(f"track {track!r} is not in this run (tracks: {', '.join(tracks)})")
+    design = sample_design(ds)
+    sel = ds.sel(track=track)
+    x = horizon(sel).values.astype(float)
+    n = x.shape[0]
+    if metric in ("VaR", "TVaR"):
+        if level is None:
+            raise ValueError(f"{metric} needs a confidence level")
+        tm = tail_metrics(x, level, design)
+        est, se = tm.of(metric)
+        return float(est[0]), float(se[0]), int(np.sum(-x >= tm.var[0]))
+    if metric == "mean":
+        mom = _moments(x) if design.trivial else _weighted_moments(x, design)
+        return float(mom["mean"]), float(mom["mean_se"]), n
+    if metric == "p_loss":
+        event = x < 0
+    elif metric == "p_beyond_guarantee":
+        event = _beyond_guarantee(ds, "net_settlement")[:, :, tracks.index(track)].any(axis=1)
+    else:
+        net = sel["net_settlement"].transpose("draw", "year").values.astype(float)
+        event = drawdown(net, _discount_factors(ds)) > _financial_guarantee(ds)
+    p, se = _design_prob(event, design)
+    k = int(event.sum())
+    return float(p), float(se), min(k, n - k)
+
+
 def summarize(ds: xr.Dataset, var: str = "net_settlement", levels: Sequence[float] = LEVELS) -> xr.Dataset:
     """Risk metrics per track, per year and over the whole horizon, each with its Monte Carlo standard error.
 
@@ -387,22 +723,21 @@ def summarize(ds: xr.Dataset, var: str = "net_settlement", levels: Sequence[floa
     x = np.concatenate([x_year, x_hor[:, None, :]], axis=1)    # (n, Y+1, T)
     n = x.shape[0]
     fg = _financial_guarantee(ds)
+    design = sample_design(ds)                                 # weights (tilted) and batches (qmc)
 
-    mom = _moments(x)
-    tail = tail_metrics(x, levels_arr)                         # (L, Y+1, T)
-    p_loss, p_loss_se = _prob(x < 0)
+    mom = _moments(x) if design.trivial else _weighted_moments(x, design)
+    tail = tail_metrics(x, levels_arr, design)                 # (L, Y+1, T)
+    p_loss, p_loss_se = _design_prob(x < 0, design)
     # the guarantee backs what is owed at settlement: the cash view (net settlement minus the recouped
     # enhanced PCC advance) against the guarantee in force that year (docs/methodology.md §3.6-3.7)
-    cash = ds["cash_settlement"] if var == "net_settlement" and "cash_settlement" in ds else ds[var]
-    x_cash = cash.transpose("draw", "year", "track").values.astype(float)
-    beyond_year = x_cash < -_guarantee_by_year(ds)[None, :, None]
+    beyond_year = _beyond_guarantee(ds, var)
     beyond = np.concatenate([beyond_year, beyond_year.any(axis=1)[:, None, :]], axis=1)
-    p_fg, p_fg_se = _prob(beyond)
+    p_fg, p_fg_se = _design_prob(beyond, design)
 
     dd = drawdown(x_year, _discount_factors(ds) if var == "net_settlement" else None)  # (n, T)
-    dd_tail = tail_metrics(-dd, levels_arr)    # a drawdown is a loss: the loss side of -dd is dd's upper tail
-    dd_mom = _moments(dd)
-    p_dd_fg, p_dd_fg_se = _prob(dd > fg)       # (T,): docs/methodology.md §3.7, worst cumulative loss
+    dd_tail = tail_metrics(-dd, levels_arr, design)  # a drawdown is a loss: the loss side of -dd is dd's upper tail
+    dd_mom = _moments(dd) if design.trivial else _weighted_moments(dd, design)
+    p_dd_fg, p_dd_fg_se = _design_prob(dd > fg, design)  # (T,): docs/methodology.md §3.7, worst cumulative loss
 
     periods = [str(y) for y in ds["year"].values] + [HORIZON]
     tp = ("track", "period")
@@ -453,14 +788,27 @@ def summarize(ds: xr.Dataset, var: str = "net_settlement", levels: Sequence[floa
                   "Siddiqui sparsity with Hall-Sheather bandwidth; TVaR per Manistre-Hancock",
         **{k: ds.attrs[k] for k in ("seed", "policy_name", "aco_name", "leadsim_version") if k in ds.attrs},
     )
+    if not design.trivial:
+        out.attrs.update(sampling=str(ds.attrs.get("sampling", "weighted")), effective_draws=effective_draws(design, n),
+                         se_method="weighted influence functions: sum_i w_i IF_i / sum w, spread across independent "
+                                   "draws, or across randomization replicates (batch means) for QMC")
     return out
 
 
-def _reduce_draws(da: xr.DataArray, p: float | Sequence[float], metric: str) -> xr.Dataset:
+def effective_draws(design: Design, n: int) -> float:
+    """Kish's effective sample size ``(sum w)^2 / sum w^2`` (``n`` for equal weights)."""
+    if design.weight is None:
+        return float(n)
+    w = design.weight
+    return float(w.sum() ** 2 / (w**2).sum())
+
+
+def _reduce_draws(da: xr.DataArray, p: float | Sequence[float], metric: str,
+                  design: Design | None) -> xr.Dataset:
     scalar = np.ndim(p) == 0
     levels = _check_levels(p)
     x, rest = _draws_first(da)
-    estimate, se = tail_metrics(x, levels).of(metric)
+    estimate, se = tail_metrics(x, levels, sample_design(da) if design is None else design).of(metric)
     coords = {k: v for k, v in da.coords.items() if "draw" not in v.dims}
     dims = ["level", *rest]
     coords["level"] = ("level", levels, {"long_name": "confidence level p (loss side)"})
@@ -475,7 +823,7 @@ def _reduce_draws(da: xr.DataArray, p: float | Sequence[float], metric: str) -> 
                        "se": wrap(se, f"Monte Carlo standard error ({name})")})
 
 
-def value_at_risk(da: xr.DataArray, p: float | Sequence[float] = 0.99) -> xr.Dataset:
+def value_at_risk(da: xr.DataArray, p: float | Sequence[float] = 0.99, design: Design | None = None) -> xr.Dataset:
     """Loss-side VaR over the ``draw`` dim of a settlement-like DataArray (positive = loss), with its SE.
 
     Parameters
@@ -484,6 +832,9 @@ def value_at_risk(da: xr.DataArray, p: float | Sequence[float] = 0.99) -> xr.Dat
         Must have a ``draw`` dim; other dims are kept.
     p : float or sequence of float
         Confidence level(s); a sequence adds a ``level`` dim.
+    design : Design, optional
+        Weights and batches of the draws; default those of ``da``'s ``weight`` and ``replicate`` coordinates
+        (:func:`sample_design`), equal weights without them.
 
     Returns
     -------
@@ -495,10 +846,10 @@ def value_at_risk(da: xr.DataArray, p: float | Sequence[float] = 0.99) -> xr.Dat
     ``VaR_p = -q_{1-p}(X)`` with the ``inverted_cdf`` quantile; standard error ``sqrt(a (1 - a) / n) / f``,
     ``a = 1 - p``, ``1/f`` by :func:`sparsity` (see :func:`tail_metrics`).
     """
-    return _reduce_draws(da, p, "VaR")
+    return _reduce_draws(da, p, "VaR", design)
 
 
-def tvar(da: xr.DataArray, p: float | Sequence[float] = 0.99) -> xr.Dataset:
+def tvar(da: xr.DataArray, p: float | Sequence[float] = 0.99, design: Design | None = None) -> xr.Dataset:
     """Loss-side TVaR (expected shortfall) over the ``draw`` dim (positive = loss), with its SE.
 
     Parameters
@@ -507,6 +858,9 @@ def tvar(da: xr.DataArray, p: float | Sequence[float] = 0.99) -> xr.Dataset:
         Must have a ``draw`` dim; other dims are kept.
     p : float or sequence of float
         Confidence level(s); a sequence adds a ``level`` dim.
+    design : Design, optional
+        Weights and batches of the draws; default those of ``da``'s ``weight`` and ``replicate`` coordinates
+        (:func:`sample_design`), equal weights without them.
 
     Returns
     -------
@@ -518,7 +872,7 @@ def tvar(da: xr.DataArray, p: float | Sequence[float] = 0.99) -> xr.Dataset:
     ``TVaR_p = VaR_p + mean((L - VaR_p)_+) / (1 - p)``; standard error ``sd((L - VaR)_+) / ((1 - p) sqrt(n))``
     (Manistre & Hancock 2005; see :func:`tail_metrics`).
     """
-    return _reduce_draws(da, p, "TVaR")
+    return _reduce_draws(da, p, "TVaR", design)
 
 
 def _period_stack(ds: xr.Dataset, var: str) -> xr.DataArray:
@@ -533,6 +887,31 @@ def _period_stack(ds: xr.Dataset, var: str) -> xr.DataArray:
 
 
 _DIFF_METRICS = ("mean", "sd", "VaR", "TVaR", "p_loss")
+
+
+def _same_sampling(a: xr.Dataset, b: xr.Dataset) -> bool:
+    """Whether two runs drew their systematic variates the same way (mode, QMC layout and direction, tilt)."""
+    keys = ("sampling", "qmc_replicates", "qmc_direction", "tilt_shift")
+    return all(np.array_equal(np.asarray(a.attrs.get(k, "")), np.asarray(b.attrs.get(k, ""))) for k in keys)
+
+
+def _common_batch(da_: Design, db_: Design) -> np.ndarray | None:
+    """The independent batches of paired draws: one side's QMC replicates, both sides' when equal, else the
+    coarsest batches that keep every dependent pair of draws together."""
+    if da_.batch is None or db_.batch is None:
+        return da_.batch if db_.batch is None else db_.batch
+    if np.array_equal(da_.batch, db_.batch):
+        return da_.batch
+    # different replicate layouts (e.g. other qmc_replicates): draws sharing a batch on either side are
+    # dependent, so the independent batches are the connected components of the two labellings
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    la = np.unique(da_.batch, return_inverse=True)[1]
+    lb = np.unique(db_.batch, return_inverse=True)[1] + la.max() + 1
+    size = int(lb.max()) + 1
+    graph = coo_matrix((np.ones(la.size), (la, lb)), shape=(size, size))
+    return connected_components(graph, directed=False)[1][la]
 
 
 def paired_difference(a: xr.Dataset, b: xr.Dataset, var: str = "net_settlement",
@@ -555,7 +934,8 @@ def paired_difference(a: xr.Dataset, b: xr.Dataset, var: str = "net_settlement",
     xarray.Dataset
         Dims ``period`` (years and ``"horizon"``), ``level`` (VaR/TVaR), and ``track`` when both sides carry
         it. For each metric ``M`` in mean, sd, VaR, TVaR, p_loss: ``M_a``, ``M_b``, ``M_diff = M_a - M_b``,
-        ``M_diff_se``. Attrs: ``common_random_numbers`` (same seed and draw labels).
+        ``M_diff_se``. Attrs: ``common_random_numbers`` (same seed, draw labels and sampling of the systematic
+        variates: mode, QMC layout, tilt).
 
     Notes
     -----
@@ -565,11 +945,20 @@ def paired_difference(a: xr.Dataset, b: xr.Dataset, var: str = "net_settlement",
     spending), so a difference can be far more precise than either estimate. For independent runs the same
     formula reduces to ``sqrt(se_a^2 + se_b^2)``. Draws are paired by position; both sides need the same
     number of draws.
+
+    Weighted runs (``sampling = "tilted"``) use each side's own weights: ``M_diff_se`` is the spread of
+    ``w_a IF_a / sum w_a - w_b IF_b / sum w_b`` over draws, or over the QMC replicates (batch means), as in
+    :func:`design_se`. Two tilted runs of different policies may carry different tilts (each run's pilot
+    picks its own), so their systematic draws differ: the difference stays unbiased with an honest standard
+    error, but less of the common-random-number gain remains than with plain or QMC sampling.
     """
     if a.sizes["draw"] != b.sizes["draw"]:
         raise ValueError(f"paired_difference needs the same number of draws, got {a.sizes['draw']} and "
                          f"{b.sizes['draw']}")
-    crn = bool(a.attrs.get("seed") == b.attrs.get("seed") and np.array_equal(a["draw"].values, b["draw"].values))
+    crn = bool(a.attrs.get("seed") == b.attrs.get("seed") and np.array_equal(a["draw"].values, b["draw"].values)
+               and _same_sampling(a, b))
+    da_, db_ = sample_design(a), sample_design(b)
+    batch = _common_batch(da_, db_)
     xa, xb = _period_stack(a, var), _period_stack(b, var)
     if "track" in xa.dims and "track" in xb.dims:
         xa, xb = xr.align(xa, xb, join="inner")
@@ -589,10 +978,15 @@ def paired_difference(a: xr.Dataset, b: xr.Dataset, var: str = "net_settlement",
         ps: Iterable[float | None] = levels_arr if metric in ("VaR", "TVaR") else [None]
         vals_a, vals_b, ses = [], [], []
         for p in ps:
-            vals_a.append(_metric_value(va, metric, p))
-            vals_b.append(_metric_value(vb, metric, p))
-            d_if = influence(va, metric, p) - influence(vb, metric, p)
-            ses.append(d_if.std(axis=0, ddof=1) / np.sqrt(n))
+            vals_a.append(_metric_value(va, metric, p, da_))
+            vals_b.append(_metric_value(vb, metric, p, db_))
+            if da_.trivial and db_.trivial:
+                d_if = influence(va, metric, p) - influence(vb, metric, p)
+                ses.append(d_if.std(axis=0, ddof=1) / np.sqrt(n))
+            else:  # each side's weighted error terms, paired draw by draw, spread by independent batch
+                terms = (_weighted_terms(influence(va, metric, p, da_), da_)
+                         - _weighted_terms(influence(vb, metric, p, db_), db_))
+                ses.append(spread_se(terms, batch))
         dims = ([*rest, "level"] if metric in ("VaR", "TVaR") else rest)
 
         def stack(arrs: list[np.ndarray], metric: str = metric) -> np.ndarray:
@@ -631,12 +1025,12 @@ class LeadsimAccessor:
     def value_at_risk(self, p: float | Sequence[float] = 0.99, var: str = "net_settlement") -> xr.Dataset:
         """Loss-side VaR of variable ``var`` over draws (positive = loss), ``estimate`` and ``se``; see
         :func:`value_at_risk`. (Named in full: xarray's own ``.var()`` is the variance.)"""
-        return value_at_risk(self._ds[var], p)
+        return value_at_risk(self._ds[var], p, sample_design(self._ds))
 
     def tvar(self, p: float | Sequence[float] = 0.99, var: str = "net_settlement") -> xr.Dataset:
         """Loss-side TVaR of variable ``var`` over draws (positive = loss), ``estimate`` and ``se``; see
         :func:`tvar`."""
-        return tvar(self._ds[var], p)
+        return tvar(self._ds[var], p, sample_design(self._ds))
 
     def summary(self, var: str = "net_settlement", levels: Sequence[float] = LEVELS) -> xr.Dataset:
         """All metrics with standard errors per track, year and horizon; see :func:`summarize`."""

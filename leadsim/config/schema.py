@@ -13,7 +13,7 @@ import unicodedata
 from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from leadsim.config.presets import assumed_policy_keys
 
@@ -96,6 +96,10 @@ def _check_bands(breakpoints: list[float], shares: list[float], what: str) -> No
 # --------------------------------------------------------------------------------------------------------
 # Sections
 # --------------------------------------------------------------------------------------------------------
+TiltShift = Annotated[list[Annotated[float, Field(ge=-8.0, le=8.0)]], Field(max_length=4 * MAX_YEARS + 1)]
+"""A pinned tilt vector of ``sampling = "tilted"``: one mean shift per systematic normal (``docs/design.md``)."""
+
+
 class SimulationConfig(_Model):
     """Monte Carlo settings. ``chunk_draws`` and ``threads`` change memory and speed, never results."""
 
@@ -106,6 +110,36 @@ class SimulationConfig(_Model):
     chunk_draws: Annotated[int, Field(ge=1, le=1_000_000)] = 128
     threads: Annotated[int, Field(ge=1, le=1024)] | None = None
     outlier_threshold: Annotated[float, Field(gt=0.0, le=1e9)] = 125_000.0
+    # how the systematic (macro) variates are sampled: docs/design.md, "Sampling and weights"
+    sampling: Literal["plain", "qmc", "tilted"] = "plain"
+    qmc_replicates: Annotated[int, Field(ge=8, le=4096)] = 32
+    qmc_rotate: bool = False  # qmc: rotate the first Sobol coordinate onto the pilot's loss direction
+    tilt_level: Annotated[float, Field(ge=0.5, le=0.9999)] = 0.995
+    pilot_draws: Annotated[int, Field(ge=64, le=100_000)] = 256
+    tilt_shift: TiltShift | None = None
+    tilt_track: Literal["global", "professional", "enhanced"] | None = None  # the track the pilot aims at
+
+    @model_validator(mode="after")
+    def _tilt_shift_length(self) -> SimulationConfig:
+        if self.tilt_shift is not None and len(self.tilt_shift) != 4 * self.years + 1:
+            raise ValueError(f"simulation.tilt_shift needs 4 * years + 1 = {4 * self.years + 1} values (national, "
+                             "regional, ACO level and quality per year, then care management), got "
+                             f"{len(self.tilt_shift)}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_default_sampling(self, handler: Any) -> Any:
+        """Write the sampling keys only when one differs from its default: a plain run's resolved config
+        (and so its stored ``config_toml``) reads exactly as before the keys existed."""
+        data = handler(self)
+        if isinstance(data, dict) and all(getattr(self, k) == SimulationConfig.model_fields[k].default
+                                          for k in SAMPLING_KEYS):
+            for k in SAMPLING_KEYS:
+                data.pop(k, None)
+        return data
+
+
+SAMPLING_KEYS = ("sampling", "qmc_replicates", "qmc_rotate", "tilt_level", "pilot_draws")
 
 
 class MixConfig(_Model):
@@ -430,6 +464,14 @@ class Config(_Model):
         if end is not None and not first <= end <= last:
             raise ValueError(f"policy.settlement.terminated_after = {end}: must be a performance year "
                              f"(allowed: {first} <= value <= {last})")
+        return self
+
+    @model_validator(mode="after")
+    def _tilt_track_is_settled(self) -> Config:
+        t = self.simulation.tilt_track
+        if t is not None and t not in self.policy.tracks:
+            raise ValueError(f"simulation.tilt_track = {t!r} is not a track of this policy "
+                             f"(tracks: {', '.join(self.policy.tracks)})")
         return self
 
     @property

@@ -59,6 +59,8 @@ SCHEMA: dict[str, tuple[tuple[str, ...], str, str]] = {
     "cumulative_settlement": (("draw", "track"), "USD", "sum of annual net settlements (discounted)"),
     "pcc_advance": (D_YT, "USD", "enhanced primary care capitation advanced during the year"),
     "cash_settlement": (D_YT, "USD", "cash at settlement: net settlement - recouped enhanced PCC advance"),
+    "weight": (("draw",), "1", "likelihood-ratio weight of the draw in every metric (1 unless sampling = tilted)"),
+    "replicate": (("draw",), "1", "randomization replicate of a QMC draw (the batch of batch-means errors)"),
 }
 
 

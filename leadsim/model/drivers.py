@@ -14,7 +14,8 @@ from scipy import special
 from leadsim.config import Config, per_year, shock_path
 from leadsim.model.rng import MACRO_SLOT, N_STREAMS, Stream, key_np, normals_np, uniforms_np, word_np
 
-__all__ = ["MacroPaths", "ar1", "care_management_paths", "level_growth", "macro_paths", "prospective_growth"]
+__all__ = ["MacroPaths", "Shocks", "ar1", "care_management_paths", "keyed_shocks", "level_growth", "macro_paths",
+           "paths_from_shocks", "prospective_growth"]
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,59 @@ def prospective_growth(cfg: Config) -> np.ndarray:
     return out
 
 
-def macro_paths(cfg: Config, draws: np.ndarray) -> MacroPaths:
+@dataclass(frozen=True)
+class Shocks:
+    """The systematic variates of a set of draws, before they become paths (:func:`paths_from_shocks`).
+
+    Attributes
+    ----------
+    national, regional, aco : ndarray, shape (draws, years)
+        Standard normal innovations of the national and regional AR(1) shocks and of the ACO's log level.
+    quality : ndarray, shape (draws, years)
+        Uniforms in (0, 1) inverted through the quality score's Beta law.
+    care : ndarray, shape (draws,)
+        The standard normal of the care-management scale.
+    """
+
+    national: np.ndarray
+    regional: np.ndarray
+    aco: np.ndarray
+    quality: np.ndarray
+    care: np.ndarray
+
+
+def keyed_shocks(cfg: Config, draws: np.ndarray) -> Shocks:
+    """The keyed systematic variates of the given draw indices (plain Monte Carlo; independent of chunking).
+
+    Notes
+    -----
+    Slot ``MACRO_SLOT``; year ``t`` uses counter ``(t + 1) * N_STREAMS + stream``: ``Stream.NATIONAL`` gives the
+    national and regional normals (the two Box-Muller normals of one word), the first normal of ``Stream.ACO``
+    the ACO level, the second uniform of ``Stream.QUALITY`` (offset by half a 32-bit step, so never 0) the
+    quality score; the care-management normal is the first of ``Stream.CARE`` at year index 0.
+    """
+    n_years = cfg.simulation.years
+    draws = np.asarray(draws, dtype=np.uint64)
+    k = key_np(cfg.simulation.seed, draws, MACRO_SLOT)[:, None]
+    base = (np.arange(n_years, dtype=np.uint64) + np.uint64(1)) * np.uint64(N_STREAMS)
+    eps_nat, eps_reg = normals_np(word_np(k, base + np.uint64(Stream.NATIONAL)))
+    eps_aco, _ = normals_np(word_np(k, base + np.uint64(Stream.ACO)))
+    _, u_q = uniforms_np(word_np(k, base + np.uint64(Stream.QUALITY)))
+    eps_care, _ = normals_np(word_np(k[:, 0], np.uint64(Stream.CARE)))
+    return Shocks(eps_nat, eps_reg, eps_aco, u_q + 0.5 / 4294967296.0, eps_care)
+
+
+def macro_paths(cfg: Config, draws: np.ndarray, shocks: Shocks | None = None) -> MacroPaths:
     """Draw the macro paths of the given draw indices (keyed: independent of chunking).
+
+    Parameters
+    ----------
+    cfg : Config
+    draws : ndarray (draws,)
+        Draw indices.
+    shocks : Shocks, optional
+        The systematic variates to use (quasi-random or tilted ones, :mod:`leadsim.model.sampling`); default
+        the keyed ones of :func:`keyed_shocks`.
 
     Notes
     -----
@@ -131,19 +183,18 @@ def macro_paths(cfg: Config, draws: np.ndarray) -> MacroPaths:
     The ACO-level shock uses the first normal of ``Stream.ACO`` (the stream of the retired growth shock);
     the care-management scale uses ``Stream.CARE`` at year index 0.
     """
+    return paths_from_shocks(cfg, keyed_shocks(cfg, draws) if shocks is None else shocks)
+
+
+def paths_from_shocks(cfg: Config, shocks: Shocks) -> MacroPaths:
+    """Turn systematic variates into macro paths (the model of :func:`macro_paths`)."""
     tr = cfg.trend
     n_years = cfg.simulation.years
-    draws = np.asarray(draws, dtype=np.uint64)
-    k = key_np(cfg.simulation.seed, draws, MACRO_SLOT)[:, None]
-    base = (np.arange(n_years, dtype=np.uint64) + np.uint64(1)) * np.uint64(N_STREAMS)
-    eps_nat, eps_reg = normals_np(word_np(k, base + np.uint64(Stream.NATIONAL)))
-    eps_aco, _ = normals_np(word_np(k, base + np.uint64(Stream.ACO)))
-    _, u_q = uniforms_np(word_np(k, base + np.uint64(Stream.QUALITY)))
-
-    e = ar1(eps_nat, tr.national_ar, tr.national_sd)
-    d = ar1(eps_reg, tr.regional_ar, tr.regional_sd)
-    level = ar1(eps_aco, tr.aco_level_persistence, tr.aco_level_sd)
-    eps_care, _ = normals_np(word_np(k[:, 0], np.uint64(Stream.CARE)))
+    if shocks.national.shape[-1] != n_years or shocks.quality.shape[-1] != n_years:
+        raise ValueError(f"shocks cover {shocks.national.shape[-1]} years, the config {n_years}")
+    e = ar1(shocks.national, tr.national_ar, tr.national_sd)
+    d = ar1(shocks.regional, tr.regional_ar, tr.regional_sd)
+    level = ar1(shocks.aco, tr.aco_level_persistence, tr.aco_level_sd)
     mu = np.asarray(tr.national_mean.ordered())
     national = mu[None, None, :] + e[:, :, None]
     if tr.national_shock is not None:  # stress scenario: a deterministic shock to every draw's national growth
@@ -152,9 +203,10 @@ def macro_paths(cfg: Config, draws: np.ndarray) -> MacroPaths:
     aco = (1.0 + regional) * level_growth(level)[:, :, None] - 1.0
 
     qm, qs = cfg.quality.mean, cfg.quality.sd
+    u_q = shocks.quality
     if qs == 0.0:
         quality = np.full(u_q.shape, qm)
     else:
         nu = qm * (1.0 - qm) / qs**2 - 1.0
-        quality = special.betaincinv(qm * nu, (1.0 - qm) * nu, u_q + 0.5 / 4294967296.0)
-    return MacroPaths(national, regional, aco, quality, level, care_management_paths(cfg, eps_care))
+        quality = special.betaincinv(qm * nu, (1.0 - qm) * nu, u_q)
+    return MacroPaths(national, regional, aco, quality, level, care_management_paths(cfg, shocks.care))
