@@ -10,9 +10,10 @@ and by the dask loop in :mod:`leadsim.distributed`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from leadsim.model._kernel import OUT_FIELDS, RELIEF_TRUNCATION
 from leadsim.model.cohort import CohortModel, cohort_model, realised_means, run_cohort, stop_loss_price
 from leadsim.model.drivers import MacroPaths, macro_paths, prospective_growth
 from leadsim.model.outliers import expected_truncation
+from leadsim.model.parameter_sets import parameter_set_configs, parameter_set_index
 from leadsim.model.rng import RNG_SCHEME
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,12 +44,68 @@ class RunInputs:
     model: CohortModel
     charge_pbpm: np.ndarray      # (years, 3) stop-loss charge PBPM at expected trend (the ex-ante basis)
     base_truncation: np.ndarray  # (3,) expected base-year spending removed by truncation, PBPM
+    # simulation.parameter_draws: the config and inputs of each [[parameter_sets]] entry (empty: off)
+    parameter_sets: tuple[tuple[Config, RunInputs], ...] = ()
 
 
 def prepare(cfg: Config) -> RunInputs:
-    """Build the cost model and the prices the ledger needs (once per run; tables are cached)."""
+    """Build the cost model and the prices the ledger needs (once per run; tables are cached).
+
+    With ``simulation.parameter_draws`` also those of every parameter set (each set's tables are built once
+    per run here, and kept in the table cache across runs), see :mod:`leadsim.model.parameter_sets`.
+    """
     model = cohort_model(cfg)
-    return RunInputs(model, stop_loss_price(cfg, model), expected_truncation(cfg))
+    sets = tuple((c, prepare(c)) for c in parameter_set_configs(cfg)) if cfg.simulation.parameter_draws else ()
+    return RunInputs(model, stop_loss_price(cfg, model), expected_truncation(cfg), sets)
+
+
+def _by_parameter_set(cfg: Config, inputs: RunInputs, draws: np.ndarray, run: Callable[..., Any]) -> list[Any]:
+    """``run(set_cfg, set_inputs, positions)`` for each parameter set the chunk's draws use, in set order.
+
+    A draw's result depends on its index and its set only, so grouping a chunk's draws by set changes nothing
+    but the order of work; the caller puts each group's rows back at ``positions``.
+    """
+    idx = parameter_set_index(cfg, draws)
+    return [(pos, run(*inputs.parameter_sets[k], pos))
+            for k in np.unique(idx) for pos in [np.flatnonzero(idx == k)]]
+
+
+def _rows(obj: Any, pos: np.ndarray, n: int) -> Any:
+    """The rows ``pos`` of every per-draw array (first axis ``n``) of a dataclass, dict or array."""
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.replace(obj, **{f.name: _rows(getattr(obj, f.name), pos, n)
+                                           for f in dataclasses.fields(obj) if f.init})
+    if isinstance(obj, dict):
+        return {k: _rows(v, pos, n) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray) and obj.ndim and obj.shape[0] == n:
+        return obj[pos]
+    return obj
+
+
+def _set_costs(costs: ChunkCosts, pos: np.ndarray, n: int) -> ChunkCosts:
+    """The rows ``pos`` of a chunk's costs, laid out in memory as :func:`chunk_costs` lays them out (the kernel's
+    fields as views of one ``(draws, years, 3, fields)`` array): numpy's sums over strided and contiguous
+    operands round differently, and a draw must settle to the same bits as in a run of its set alone."""
+    part = _rows(costs, pos, n)
+    out = np.stack([part.fields[name] for name in OUT_FIELDS], axis=-1)
+    f = {name: out[..., i] for i, name in enumerate(OUT_FIELDS)}
+    return dataclasses.replace(part, fields=f, member_months=f["member_months"])
+
+
+def _gather(parts: list[tuple[np.ndarray, Any]], n: int) -> Any:
+    """Inverse of :func:`_rows`: one object whose per-draw arrays hold each part's rows at its positions."""
+    first = parts[0][1]
+    if dataclasses.is_dataclass(first):
+        return dataclasses.replace(first, **{f.name: _gather([(p, getattr(o, f.name)) for p, o in parts], n)
+                                             for f in dataclasses.fields(first) if f.init})
+    if isinstance(first, dict):
+        return {k: _gather([(p, o[k]) for p, o in parts], n) for k in first}
+    if isinstance(first, np.ndarray) and first.ndim and first.shape[0] == parts[0][0].size:
+        out = np.empty((n, *first.shape[1:]), dtype=first.dtype)
+        for p, o in parts:
+            out[p] = o
+        return out
+    return first
 
 
 def run_header(cfg: Config) -> RunHeader:
@@ -93,9 +151,16 @@ class ChunkCosts:
 
 
 def chunk_costs(cfg: Config, inputs: RunInputs, draws: np.ndarray) -> ChunkCosts:
-    """Draw the macro paths and run the cohort kernel for one chunk (the part of a run that costs time)."""
+    """Draw the macro paths and run the cohort kernel for one chunk (the part of a run that costs time).
+
+    With parameter draws each draw's costs are those of its parameter set's model (the macro paths are keyed
+    by the draw, so they are the same whatever the set).
+    """
     model = inputs.model
     draws = np.asarray(draws, dtype=np.int64)
+    if inputs.parameter_sets:
+        return _gather(_by_parameter_set(cfg, inputs, draws, lambda c, i, pos: chunk_costs(c, i, draws[pos])),
+                       draws.size)
     macro = macro_paths(cfg, draws)
     mean, scale = realised_means(model, macro)
     out = run_cohort(model, draws, mean, scale)
@@ -110,7 +175,17 @@ def chunk_costs(cfg: Config, inputs: RunInputs, draws: np.ndarray) -> ChunkCosts
 
 
 def settle_chunk(cfg: Config, inputs: RunInputs, costs: ChunkCosts) -> ChunkResult:
-    """Settle every track of ``cfg`` against one chunk's costs and collect the dataset variables."""
+    """Settle every track of ``cfg`` against one chunk's costs and collect the dataset variables.
+
+    With parameter draws each draw is settled under its parameter set's config and prices (its benchmark starts
+    from the set's mean cost, as a run of that set would), and ``parameter_set`` records the set.
+    """
+    if inputs.parameter_sets:
+        n = costs.draws.size
+        res = _gather(_by_parameter_set(cfg, inputs, costs.draws,
+                                        lambda c, i, pos: settle_chunk(c, i, _set_costs(costs, pos, n))), n)
+        res.arrays["parameter_set"] = parameter_set_index(cfg, costs.draws)
+        return res
     f, mm, macro = costs.fields, costs.member_months, costs.macro
     # the dataset stores the payout the ACO receives (after the ex-post budget-neutrality factor), so that
     # gross_savings = benchmark - (expenditure - stop_loss_payout + stop_loss_charge) holds in every run

@@ -59,6 +59,8 @@ SCHEMA: dict[str, tuple[tuple[str, ...], str, str]] = {
     "cumulative_settlement": (("draw", "track"), "USD", "sum of annual net settlements (discounted)"),
     "pcc_advance": (D_YT, "USD", "enhanced primary care capitation advanced during the year"),
     "cash_settlement": (D_YT, "USD", "cash at settlement: net settlement - recouped enhanced PCC advance"),
+    # only with simulation.parameter_draws = true
+    "parameter_set": (("draw",), "1", "0-based index of the [[parameter_sets]] entry the draw was simulated with"),
 }
 
 
