@@ -469,6 +469,65 @@ def _newton(d: _PopData, tau: float, theta: np.ndarray, free: np.ndarray, hess: 
     return theta, f0
 
 
+SPLICE_PROFILE_POINTS = 7
+"""Points of the profile likelihood over ``log x_tau`` whose curvature gives the splice point's variance."""
+
+
+def _splice_profile(d: _PopData, tau: float, theta: np.ndarray, free: np.ndarray, n_total: int,
+                    hess: np.ndarray, h: float = 1e-6) -> tuple[float, np.ndarray]:
+    """Variance of ``log x_tau`` and the slope ``d theta_hat / d log x_tau`` from the profile likelihood.
+
+    Notes
+    -----
+    The profile ``l_p(s)``, the maximum over the free parameters at ``log x_tau = s``, is evaluated by one
+    Newton step from the maximum ``theta`` (``H`` the information of the free parameters at fixed
+    ``log x_tau``, ``g(s)`` the forward-difference gradient at ``(s, theta)``): ``theta(s) = theta - H^-1 g(s)``
+    and ``l_p(s) = l(s, theta) + g^T H^-1 g / 2``, at :data:`SPLICE_PROFILE_POINTS` points spanning ``+-h``
+    around the maximum, from ``h = 0.1``; when the profile does not drop by 0.5 to 6 log-likelihood units at the
+    ends, ``h`` is rescaled (at most twice) to where the last parabola drops by 2. A parabola through the points
+    gives ``Var(log x_tau) = 1 / (2 a)`` (``a`` its curvature in units of the whole sample's log-likelihood:
+    ``n_total`` times the mean) and a least-squares line through ``theta(s)`` the slope ``b``. For a quadratic
+    likelihood the covariance of the other parameters is then exactly ``H^-1 + Var(log x_tau) b b^T`` (block
+    inverse). Steps much wider than the spacing of the observations smooth over the likelihood's jumps at the
+    splice. Returns ``(nan, 0)`` when the profile is not concave or ``H`` is singular.
+    """
+    idx = np.flatnonzero(free)
+    try:
+        h_inv = np.linalg.inv(hess)
+    except np.linalg.LinAlgError:
+        return float("nan"), np.zeros(theta.size)
+
+    def point(s: float) -> tuple[float, np.ndarray]:
+        x = theta.copy()
+        x[0] = s
+        f0 = _negloglik(x, d, tau)
+        grad = np.empty(idx.size)
+        for k, i in enumerate(idx):
+            up = x.copy()
+            up[i] += h
+            grad[k] = (_negloglik(up, d, tau) - f0) / h * n_total
+        step = h_inv @ grad
+        return f0 * n_total - 0.5 * float(grad @ step), theta[idx] - step
+
+    span = 0.1
+    for _ in range(3):
+        offsets = np.linspace(-span, span, SPLICE_PROFILE_POINTS)
+        pts = [point(theta[0] + off) for off in offsets]
+        nll = np.array([v for v, _ in pts])
+        a2 = float(np.polyfit(offsets, nll, 2)[0])
+        rise = min(nll[0], nll[-1]) - nll.min()
+        if 0.5 <= rise <= 6.0:
+            break
+        # rescale so the parabola rises by 2 units at the ends (within a factor 0.02-10 of the last span)
+        span = float(np.clip(np.sqrt(2.0 / a2), span / 50.0, span * 10.0)) if a2 > 0 else span * 2.0
+    if not a2 > 0:
+        return float("nan"), np.zeros(theta.size)
+    slope = np.zeros(theta.size)
+    slope[idx] = np.polyfit(offsets, np.array([t for _, t in pts]), 1)[0]
+    slope[0] = 1.0
+    return 1.0 / (2.0 * a2), slope
+
+
 def _fit_population(d: _PopData, tau: float) -> tuple[dict[str, Estimate], float, np.ndarray, np.ndarray]:
     """Maximise the likelihood; SEs from the inverse observed information, mapped by the delta method.
 
@@ -510,10 +569,12 @@ def _fit_population(d: _PopData, tau: float) -> tuple[dict[str, Estimate], float
     if d is full:
         theta, res_fun = _minimise(full, tau, theta, free)
         hess = _hessian(lambda t: _negloglik(t, d, tau), theta, free) * full.n_obs
+        var_splice, slope = _splice_profile(d, tau, theta, free, full.n_obs, hess)
     else:
         # subsample optimum, then Newton steps on all observations with the subsample's information
         theta, _ = _minimise(d, tau, theta, free)
         hess = _hessian(lambda t: _negloglik(t, d, tau), theta, free) * full.n_obs
+        var_splice, slope = _splice_profile(d, tau, theta, free, full.n_obs, hess)
         theta, res_fun = _newton(full, tau, theta, free, hess)
     d = full
     try:
@@ -522,6 +583,9 @@ def _fit_population(d: _PopData, tau: float) -> tuple[dict[str, Estimate], float
         cov_free = np.full(hess.shape, np.nan)
     cov = np.zeros((8, 8))
     cov[np.ix_(free, free)] = cov_free
+    if np.isfinite(var_splice):
+        # the splice point's uncertainty carried into the rest: Cov = H^-1 (given log x_tau) + var b b^T
+        cov += var_splice * np.outer(slope, slope)
     _, sigma, alpha, p0, rho, beta, c, _ = _unpack(theta, d.has_zeros, tau)
     # d(natural)/d(theta) of each reported parameter
     grads = {
