@@ -80,6 +80,25 @@ def test_fit_cli_end_to_end(tmp_path, capsys):
         se = float(lines[key].split("# [FIT] se ")[1].split(",")[0])
         assert abs(getattr(fitted, key) - getattr(truth, key)) <= 4 * se, key
     assert tomllib.loads(text)["population"]["esrd"]["sigma"] == leadsim.load_config(base).population.esrd.sigma
+    assert "parameter" not in text  # no --parameter-sets: no sets, parameter draws off
+
+    # --parameter-sets N: N sets in the fitted config, parameter draws on; `leadsim run` reports the share
+    assert main(["fit", str(panel), "-o", str(out), "--base", str(base), "--parameter-sets", "1",
+                 "--overwrite"]) == 2
+    assert main(["fit", str(panel), "-o", str(out), "--base", str(base), "--trend", "0.05",
+                 "--parameter-sets", "2", "--overwrite"]) == 0
+    with_sets = leadsim.load_config(out)
+    assert with_sets.simulation.parameter_draws and len(with_sets.parameter_sets) == 2
+    sigmas = {ps.aged_disabled.sigma for ps in with_sets.parameter_sets}
+    sig_se = float(lines["sigma"].split("# [FIT] se ")[1].split(",")[0])
+    assert len(sigmas) == 2 and all(abs(v - fitted.sigma) < 6 * sig_se for v in sigmas)
+    assert all(ps.esrd.model_dump(exclude_none=True) == {} for ps in with_sets.parameter_sets)  # not fitted
+    assert leadsim.load_config(tomllib.loads(out.read_text().split("[[parameter_sets]]")[0].replace(
+        "parameter_draws = true", "parameter_draws = false"))) == leadsim.load_config(
+        out, overrides={"simulation.parameter_draws": False, "parameter_sets": []})
+    capsys.readouterr()
+    assert main(["run", str(out), "-o", str(tmp_path / "r.nc"), "--draws", "8"]) == 0
+    assert "Parameter risk, % of 10-yr var." in capsys.readouterr().out
 
 
 
