@@ -51,10 +51,6 @@ def _best(fn, reps: int):
     return best, out
 
 
-def _load(avg: tuple[float, float, float]) -> str:
-    return " ".join(f"{v:.2f}" for v in avg)
-
-
 def main(argv: list[str] | None = None) -> dict:
     """Time reading, fitting and writing; print the table; write the JSON (unless ``--no-json``)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -109,6 +105,10 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.no_json:
         write_result("fit_speed", record)
     return record
+
+
+def _load(avg: tuple[float, float, float]) -> str:
+    return " ".join(f"{v:.2f}" for v in avg)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ def test_parameter_draws_bit_identical_across_chunks_and_equal_to_runs_of_each_s
     for name in ds.variables:
         assert np.array_equal(ds[name].values, other[name].values), name
     sets = ds["parameter_set"].values
+    assert ds["parameter_set"].dims == ("draw",) and ds["parameter_set"].attrs["units"] == "1"
     assert set(sets) == {0, 1, 2}
     assert np.array_equal(sets, parameter_set_index(cfg, np.arange(24)))
     for k, set_cfg in enumerate(parameter_set_configs(cfg)):

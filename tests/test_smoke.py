@@ -7,7 +7,7 @@ import tomllib
 import numpy as np
 
 import leadsim
-from leadsim.io.schema import SCHEMA
+from leadsim.io.schema import OPTIONAL, SCHEMA
 from tests.helpers import small_config
 
 
@@ -15,6 +15,9 @@ def test_simulate_fills_schema(tmp_path):
     cfg = small_config()
     ds = leadsim.simulate(cfg, progress=False)
     for name, (dims, units, _) in SCHEMA.items():
+        if name in OPTIONAL:  # e.g. parameter_set, only with simulation.parameter_draws
+            assert name not in ds, name
+            continue
         assert ds[name].dims == dims, name
         assert ds[name].attrs["units"] == units
         assert np.isfinite(ds[name].values).all(), name

@@ -17,8 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from leadsim.config.presets import assumed_policy_keys
 
-__all__ = ["MAX_PARAMETER_SETS", "MAX_YEARS", "POPULATIONS", "TRACKS", "Config", "ParameterSet", "PopulationDraw",
-           "TrackPolicy", "chunk_bounds", "per_year"]
+__all__ = ["MAX_YEARS", "POPULATIONS", "TRACKS", "Config", "TrackPolicy", "chunk_bounds", "per_year"]
 
 POPULATIONS: tuple[str, ...] = ("aged_disabled", "esrd", "high_needs")
 """Population types in dataset order (``docs/methodology.md`` §1)."""
@@ -424,6 +423,14 @@ class Config(_Model):
     trend: TrendConfig = TrendConfig()
     quality: QualityConfig = QualityConfig()
     policy: PolicyConfig
+
+    @property
+    def years(self) -> list[int]:
+        """Performance years, e.g. 2027..2036."""
+        s = self.simulation
+        return list(range(s.start_year, s.start_year + s.years))
+
+    # fitted parameter uncertainty (docs/fit.md §4): used when simulation.parameter_draws = true
     parameter_sets: Annotated[list[ParameterSet], Field(max_length=MAX_PARAMETER_SETS)] = []
 
     @model_validator(mode="after")
@@ -433,12 +440,6 @@ class Config(_Model):
                              "[[parameter_sets]] (write them with `leadsim fit PANEL -o fitted.toml "
                              "--parameter-sets N`, N >= 2), or set simulation.parameter_draws = false")
         return self
-
-    @property
-    def years(self) -> list[int]:
-        """Performance years, e.g. 2027..2036."""
-        s = self.simulation
-        return list(range(s.start_year, s.start_year + s.years))
 
     def to_toml(self) -> str:
         """The full resolved config as TOML (round-trips through :func:`load_config`)."""
