@@ -150,3 +150,17 @@ def test_summary_states_the_parameter_risk_share():
     assert f"{split.share[0]:.1%} ± {split.share_se[0]:.1%}" in text
     assert parameter_risk(leadsim.simulate(small_config(), progress=False)) is None
     assert "Parameter risk" not in summary_text(leadsim.simulate(small_config(), progress=False))
+
+
+def test_trajectories_use_the_draws_parameter_set():
+    """With parameter draws, one draw's beneficiary panel (``leadsim.trajectories``, behind ``synth-panel``) is
+    simulated with that draw's set: it sums to the run's expenditure of the draw, for draws of different sets."""
+    cfg = _draws_cfg(**{"simulation.draws": 6})
+    ds = leadsim.simulate(cfg, progress=False)
+    sets = ds["parameter_set"].values
+    for d in (int(np.flatnonzero(sets == sets[0])[0]), int(np.flatnonzero(sets != sets[0])[0])):
+        panel = leadsim.trajectories(cfg, draw=d)
+        pop = panel.population.values
+        for name in ("aged_disabled", "high_needs"):
+            spent = np.where(pop == name, panel.spending.values, 0.0).sum(axis=0)
+            np.testing.assert_allclose(spent, ds["expenditure"].sel(population=name).values[d], rtol=1e-12)
