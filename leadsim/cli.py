@@ -82,6 +82,20 @@ MIN_DRAWS_1IN100 = 100
 """Fewest draws for which the summary shows 1-in-100 (99% quantile) rows."""
 
 
+def _parameter_risk_lines(ds, tracks: list[str], n_years: int) -> list[str]:
+    """With parameter draws: the parameter-risk share of the ten-year variance per track, with its SE."""
+    from leadsim.analysis.formatting import percent
+    from leadsim.analysis.parameter_risk import parameter_risk
+
+    split = parameter_risk(ds)
+    if split is None:
+        return []
+    return [f"{f'Parameter risk, % of {n_years}-yr var.':34}"
+            + "".join(f"{percent(v, se):>16}" for v, se in zip(split.share, split.share_se, strict=True)),
+            f"(parameter draws: {split.n_sets} parameter sets; law of total variance between/within sets, "
+            f"Monte Carlo noise removed; ± is a jackknife SE)"]
+
+
 def summary_text(ds) -> str:
     """A one-screen text summary of a run: per track, mean and 1-in-100 worst annual and ten-year results.
 
@@ -125,24 +139,10 @@ def summary_text(ds) -> str:
     ]
     lines += [f"{label:34}" + "".join(f"{_money(v):>16}" for v in vals) for label, vals in rows]
     lines += [f"{label:34}" + "".join(f"{v:>16.1%}" for v in vals) for label, vals in probs]
+    lines += _parameter_risk_lines(ds, tracks, len(years))
     if n < MIN_DRAWS_1IN100:
         lines.append(f"(1-in-100 figures need at least {MIN_DRAWS_1IN100} draws; this run has {n:,})")
-    lines += _parameter_risk_lines(ds, tracks, len(years))
     return "\n".join(lines)
-
-
-def _parameter_risk_lines(ds, tracks: list[str], n_years: int) -> list[str]:
-    """With parameter draws: the parameter-risk share of the ten-year variance per track, with its SE."""
-    from leadsim.analysis.formatting import percent
-    from leadsim.analysis.parameter_risk import parameter_risk
-
-    split = parameter_risk(ds)
-    if split is None:
-        return []
-    return [f"{f'Parameter risk, % of {n_years}-yr var.':34}"
-            + "".join(f"{percent(v, se):>16}" for v, se in zip(split.share, split.share_se, strict=True)),
-            f"(parameter draws: {split.n_sets} parameter sets; law of total variance between/within sets, "
-            f"Monte Carlo noise removed; ± is a jackknife SE)"]
 
 
 def cmd_run(args: argparse.Namespace) -> int:

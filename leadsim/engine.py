@@ -151,16 +151,12 @@ class ChunkCosts:
 
 
 def chunk_costs(cfg: Config, inputs: RunInputs, draws: np.ndarray) -> ChunkCosts:
-    """Draw the macro paths and run the cohort kernel for one chunk (the part of a run that costs time).
-
-    With parameter draws each draw's costs are those of its parameter set's model (the macro paths are keyed
-    by the draw, so they are the same whatever the set).
-    """
+    """Draw the macro paths and run the cohort kernel for one chunk (the part of a run that costs time)."""
     model = inputs.model
+    if inputs.parameter_sets:  # parameter draws: each draw's costs from its set's model (same keyed macro paths)
+        d = np.asarray(draws, dtype=np.int64)
+        return _gather(_by_parameter_set(cfg, inputs, d, lambda c, i, pos: chunk_costs(c, i, d[pos])), d.size)
     draws = np.asarray(draws, dtype=np.int64)
-    if inputs.parameter_sets:
-        return _gather(_by_parameter_set(cfg, inputs, draws, lambda c, i, pos: chunk_costs(c, i, draws[pos])),
-                       draws.size)
     macro = macro_paths(cfg, draws)
     mean, scale = realised_means(model, macro)
     out = run_cohort(model, draws, mean, scale)
@@ -175,18 +171,16 @@ def chunk_costs(cfg: Config, inputs: RunInputs, draws: np.ndarray) -> ChunkCosts
 
 
 def settle_chunk(cfg: Config, inputs: RunInputs, costs: ChunkCosts) -> ChunkResult:
-    """Settle every track of ``cfg`` against one chunk's costs and collect the dataset variables.
-
-    With parameter draws each draw is settled under its parameter set's config and prices (its benchmark starts
-    from the set's mean cost, as a run of that set would), and ``parameter_set`` records the set.
-    """
+    """Settle every track of ``cfg`` against one chunk's costs and collect the dataset variables."""
+    f, mm, macro = costs.fields, costs.member_months, costs.macro
     if inputs.parameter_sets:
+        # parameter draws: each draw settled under its set's config and prices (its benchmark starts from the
+        # set's mean cost, as a run of that set would); the dataset records the set of each draw
         n = costs.draws.size
         res = _gather(_by_parameter_set(cfg, inputs, costs.draws,
                                         lambda c, i, pos: settle_chunk(c, i, _set_costs(costs, pos, n))), n)
         res.arrays["parameter_set"] = parameter_set_index(cfg, costs.draws)
         return res
-    f, mm, macro = costs.fields, costs.member_months, costs.macro
     # the dataset stores the payout the ACO receives (after the ex-post budget-neutrality factor), so that
     # gross_savings = benchmark - (expenditure - stop_loss_payout + stop_loss_charge) holds in every run
     neutrality = cfg.policy.stop_loss.neutrality if cfg.policy.stop_loss.enabled else 1.0
