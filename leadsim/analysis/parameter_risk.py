@@ -54,8 +54,7 @@ def _split(y: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ssb = (counts[:, None] * (means - grand) ** 2).sum(axis=0)
     ssw = ((y - means[inv]) ** 2).sum(axis=0)
     msw = ssw / (n - k) if n > k else np.zeros_like(ssw)
-    between = np.maximum((ssb - (k - 1) * msw) / n, 0.0)
-    return between, (ssb + ssw) / n
+    return (ssb - (k - 1) * msw) / n, (ssb + ssw) / n  # the between part unfloored (see variance_split)
 
 
 def variance_split(y: np.ndarray, groups: np.ndarray) -> VarianceSplit:
@@ -79,8 +78,9 @@ def variance_split(y: np.ndarray, groups: np.ndarray) -> VarianceSplit:
     the first term is the parameter risk. With ``n_k`` draws in set ``k`` (``N`` in all, ``K`` sets), the sums
     of squares between and within sets satisfy ``SST = SSB + SSW``, and ``E[SSB] = N Var_p(m_k) + (K - 1)
     sigma_w^2`` (one-way analysis of variance; the set means carry Monte Carlo noise), so the parameter
-    variance is estimated by ``(SSB - (K - 1) MSW) / N`` with ``MSW = SSW / (N - K)`` (floored at 0), the total
-    by ``SST / N``, and the share is their ratio. Its standard error is the delete-a-group jackknife over
+    variance is estimated by ``(SSB - (K - 1) MSW) / N`` with ``MSW = SSW / (N - K)``, the total by ``SST / N``,
+    and the share is their ratio, reported floored at 0. Its standard error is the delete-a-group jackknife (of
+    the unfloored ratio, so that a share near 0 still gets an SE) over
     :data:`JACKKNIFE_GROUPS` groups of draws (draw position modulo the group count; Efron and Tibshirani, *An
     Introduction to the Bootstrap*, 1993, §11.5), which takes both the within-set noise and the random set
     counts into account. The variance is that of this run's mixture of its parameter sets (each set
@@ -93,7 +93,7 @@ def variance_split(y: np.ndarray, groups: np.ndarray) -> VarianceSplit:
     n = y2.shape[0]
     between, total = _split(y2, g)
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(total > 0, between / total, 0.0)
+        share = np.where(total > 0, between / total, 0.0)  # unfloored here: the jackknife needs its spread
         pos = np.arange(n) % JACKKNIFE_GROUPS
         n_groups = min(JACKKNIFE_GROUPS, n)
         if n_groups >= 2:
@@ -106,7 +106,7 @@ def variance_split(y: np.ndarray, groups: np.ndarray) -> VarianceSplit:
             se = np.sqrt((n_groups - 1) / n_groups * ((reps_a - reps_a.mean(axis=0)) ** 2).sum(axis=0))
         else:
             se = np.full_like(share, np.nan)
-    return VarianceSplit(share, se, between, total, int(np.unique(g).size), n)
+    return VarianceSplit(np.maximum(share, 0.0), se, np.maximum(between, 0.0), total, int(np.unique(g).size), n)
 
 
 def parameter_risk(ds: xr.Dataset, variable: str = "cumulative_settlement") -> VarianceSplit | None:
