@@ -87,7 +87,11 @@ def _parameter_risk_lines(ds, tracks: list[str], n_years: int) -> list[str]:
     from leadsim.analysis.formatting import percent
     from leadsim.analysis.parameter_risk import parameter_risk
 
-    split = parameter_risk(ds)
+    try:
+        split = parameter_risk(ds)
+    except ValueError:
+        return ["(parameter draws: the parameter-risk share is not given for weighted draws; run with equally "
+                "weighted draws for it)"]
     if split is None:
         return []
     return [f"{f'Parameter risk, % of {n_years}-yr var.':34}"

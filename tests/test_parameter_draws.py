@@ -164,3 +164,16 @@ def test_trajectories_use_the_draws_parameter_set():
         for name in ("aged_disabled", "high_needs"):
             spent = np.where(pop == name, panel.spending.values, 0.0).sum(axis=0)
             np.testing.assert_allclose(spent, ds["expenditure"].sel(population=name).values[d], rtol=1e-12)
+
+
+def test_weighted_draws_get_no_share():
+    """A run whose draws carry unequal weights (importance sampling) gets no parameter-risk share: the split
+    assumes equally weighted draws; the summary says so instead of printing a wrong number."""
+    ds = leadsim.simulate(_draws_cfg(), progress=False)
+    assert "weight" not in ds or np.all(ds["weight"].values == 1.0)
+    weighted = ds.assign(weight=("draw", np.linspace(0.5, 1.5, ds.sizes["draw"])))
+    with pytest.raises(ValueError, match="weighted"):
+        parameter_risk(weighted)
+    text = summary_text(weighted)
+    assert "Parameter risk, %" not in text and "not given for weighted draws" in text
+

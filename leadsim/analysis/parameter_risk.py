@@ -111,9 +111,19 @@ def variance_split(y: np.ndarray, groups: np.ndarray) -> VarianceSplit:
 
 def parameter_risk(ds: xr.Dataset, variable: str = "cumulative_settlement") -> VarianceSplit | None:
     """:func:`variance_split` of a run's ``variable`` (draw first; one column per track), or None when the run
-    has no parameter draws (no ``parameter_set`` variable)."""
+    has no parameter draws (no ``parameter_set`` variable).
+
+    Raises
+    ------
+    ValueError
+        When the run's draws carry unequal weights (a ``weight`` variable not all 1, e.g. importance-sampled
+        draws): the split assumes equally weighted draws, and a weighted split is not implemented.
+    """
     if "parameter_set" not in ds:
         return None
+    if "weight" in ds and not np.all(ds["weight"].values == 1.0):
+        raise ValueError("parameter_risk: the run's draws are weighted (importance sampling); the split between "
+                         "and within parameter sets needs equally weighted draws")
     da = ds[variable]
     rest = [d for d in da.dims if d != "draw"]
     y = da.transpose("draw", *rest).values.reshape(da.sizes["draw"], -1)
