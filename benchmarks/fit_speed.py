@@ -16,8 +16,9 @@ the best of ``--reps``:
 - **fit**: :func:`leadsim.fit.estimate.fit_panel` (all populations, SEs, goodness of fit);
 - **write**: :func:`leadsim.fit.write.fitted_toml` and the config's validation.
 
-Output: a table on stdout and ``benchmarks/results/fit_speed-<UTC timestamp>-<commit>.json``. Not a pass/fail
-test.
+The load average (``os.getloadavg``, as ``uptime`` prints it) before and after the fit is in the table and the
+JSON: the machine is shared, and the time depends on it. Output: a table on stdout and
+``benchmarks/results/fit_speed-<UTC timestamp>-<commit>.json``. Not a pass/fail test.
 """
 
 from __future__ import annotations
@@ -70,27 +71,35 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append(("read + validate Parquet", best_of(lambda: read_panel(pq), args.reps)[0]))
         except ImportError:
             pass
+    load_before = os.getloadavg()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LeadsimWarning)
         t_fit, result = best_of(lambda: fit_panel(panel, base=cfg), args.reps)
         rows.append(("fit (all populations, SEs, goodness of fit)", t_fit))
         t_write, _ = best_of(lambda: fitted_config(result, cfg), args.reps)
         rows.append(("write + validate the fitted config", t_write))
+    load_after = os.getloadavg()
     total = t_read + t_fit + t_write
     rows.append(("total: read CSV + fit + write", total))
     print(f"leadsim fit speed: {panel.n_rows:,} beneficiary-years, {panel.n_bene:,} beneficiaries, "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs; load average (1/5/15 min) {_load(load_before)} before the fit, "
+          f"{_load(load_after)} after")
     for label, sec in rows:
         print(f"  {label:48} {sec:8.2f} s")
     print(result.summary())
     record = {
         "benchmark": "fit_speed", "rows": panel.n_rows, "beneficiaries": panel.n_bene,
         "seconds": dict(rows), "target_seconds": 30.0,
+        "load_average": {"before_fit": list(load_before), "after_fit": list(load_after)},
         **provenance(),
     }
     if not args.no_json:
         write_result("fit_speed", record)
     return record
+
+
+def _load(avg: tuple[float, float, float]) -> str:
+    return " ".join(f"{v:.2f}" for v in avg)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,24 @@ MIN_DRAWS_1IN100 = 100
 """Fewest draws for which the summary shows 1-in-100 (99% quantile) rows."""
 
 
+def _parameter_risk_lines(ds, tracks: list[str], n_years: int) -> list[str]:
+    """With parameter draws: the parameter-risk share of the ten-year variance per track, with its SE."""
+    from leadsim.analysis.formatting import percent
+    from leadsim.analysis.parameter_risk import parameter_risk
+
+    try:
+        split = parameter_risk(ds)
+    except ValueError:
+        return ["(parameter draws: the parameter-risk share is not given for weighted draws; run with equally "
+                "weighted draws for it)"]
+    if split is None:
+        return []
+    return [f"{f'Parameter risk, % of {n_years}-yr var.':34}"
+            + "".join(f"{percent(v, se):>16}" for v, se in zip(split.share, split.share_se, strict=True)),
+            f"(parameter draws: {split.n_sets} parameter sets; law of total variance between/within sets, "
+            f"Monte Carlo noise removed; ± is a jackknife SE)"]
+
+
 def summary_text(ds) -> str:
     """A one-screen text summary of a run: per track, mean and 1-in-100 worst annual and ten-year results.
 
@@ -131,6 +149,7 @@ def summary_text(ds) -> str:
     ]
     lines += [f"{label:34}" + "".join(f"{_money(v):>16}" for v in vals) for label, vals in rows]
     lines += [f"{label:34}" + "".join(f"{v:>16.1%}" for v in vals) for label, vals in probs]
+    lines += _parameter_risk_lines(ds, tracks, len(years))
     if n < MIN_DRAWS_1IN100:
         lines.append(f"(1-in-100 figures need at least {MIN_DRAWS_1IN100} draws; this run has {n:,})")
     lines += _break_even_lines(ds, tracks)
@@ -543,6 +562,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         _check_output(Path(args.report), inputs=[*inputs, out], overwrite=args.overwrite, flag="--report")
     if args.parameter_risk < 0 or args.parameter_risk == 1:
         raise UsageError(f"--parameter-risk {args.parameter_risk}: needs at least 2 parameter sets")
+    from leadsim.config.schema import MAX_PARAMETER_SETS
+
+    if args.parameter_sets and not 2 <= args.parameter_sets <= MAX_PARAMETER_SETS:
+        raise UsageError(f"--parameter-sets {args.parameter_sets}: must be 0 (none) or 2 to {MAX_PARAMETER_SETS}")
     base = _load(args) if (args.config or args.set) else None
     try:
         panel = read_panel(args.panel)
@@ -553,7 +576,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         result = fit_panel(panel, base=base, trend=args.trend)
     for w in caught:
         print(f"leadsim: warning: {w.message}", file=sys.stderr)
-    text = fitted_toml(result, base)
+    text = fitted_toml(result, base, parameter_sets=args.parameter_sets)
     from leadsim.atomic import atomic_path
 
     with atomic_path(out) as tmp:
@@ -601,6 +624,10 @@ def _add_fit_parsers(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--parameter-risk", dest="parameter_risk", type=int, metavar="N", default=0,
                      help="also simulate N parameter sets drawn from the fit and report the parameter-risk share "
                      "of the ten-year variance")
+    fit.add_argument("--parameter-sets", dest="parameter_sets", type=int, metavar="N", default=0,
+                     help="write N parameter sets drawn from the fit into the config and turn "
+                     "simulation.parameter_draws on: each draw of `leadsim run` uses one (process + parameter "
+                     "risk; the summary gives the parameter-risk share)")
     fit.set_defaults(func=cmd_fit)
 # ---- end of the fit block ----------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from leadsim.model._kernel import OUT_FIELDS, RELIEF_TRUNCATION
 from leadsim.model.cohort import CohortModel, cohort_model, realised_means, run_cohort, stop_loss_price
 from leadsim.model.drivers import MacroPaths, keyed_shocks, macro_paths, prospective_growth
 from leadsim.model.outliers import expected_truncation
+from leadsim.model.parameter_sets import parameter_set_configs, parameter_set_index
 from leadsim.model.rng import RNG_SCHEME
 from leadsim.model.sampling import PILOT_DRAW_OFFSET, Sample, sample_shocks, tilt_from_pilot, to_normals
 
@@ -45,14 +46,24 @@ class RunInputs:
     charge_pbpm: np.ndarray      # (years, 3) stop-loss charge PBPM at expected trend (the ex-ante basis)
     base_truncation: np.ndarray  # (3,) expected base-year spending removed by truncation, PBPM
     tilt: np.ndarray | None = None  # (D,) the pilot's tilt: tilted's mean shift, qmc_rotate's direction
+    # simulation.parameter_draws: the config and inputs of each [[parameter_sets]] entry (empty: off)
+    parameter_sets: tuple[tuple[Config, RunInputs], ...] = ()
 
 
 def prepare(cfg: Config) -> RunInputs:
-    """Build the cost model and the prices the ledger needs (once per run; tables are cached)."""
+    """Build the cost model and the prices the ledger needs (once per run; tables are cached).
+
+    With ``simulation.parameter_draws`` also those of every parameter set (each set's tables are built once
+    per run here, and kept in the table cache across runs), see :mod:`leadsim.model.parameter_sets`; the sets
+    share the base config's systematic variates (and tilt), so they need no pilot of their own.
+    """
     inputs = _untilted_inputs(cfg)
-    if not _needs_pilot(cfg):
-        return inputs
-    return RunInputs(inputs.model, inputs.charge_pbpm, inputs.base_truncation, tilt_vector(cfg, inputs))
+    if _needs_pilot(cfg):
+        inputs = dataclasses.replace(inputs, tilt=tilt_vector(cfg, inputs))
+    if cfg.simulation.parameter_draws:
+        inputs = dataclasses.replace(inputs, parameter_sets=tuple((c, _untilted_inputs(c))
+                                                                  for c in parameter_set_configs(cfg)))
+    return inputs
 
 
 def _needs_pilot(cfg: Config) -> bool:
@@ -63,6 +74,55 @@ def _needs_pilot(cfg: Config) -> bool:
 def _untilted_inputs(cfg: Config) -> RunInputs:
     model = cohort_model(cfg)
     return RunInputs(model, stop_loss_price(cfg, model), expected_truncation(cfg))
+
+
+def _by_parameter_set(cfg: Config, inputs: RunInputs, draws: np.ndarray, run: Callable[..., Any]) -> list[Any]:
+    """``run(set_cfg, set_inputs, positions)`` for each parameter set the chunk's draws use, in set order.
+
+    A draw's result depends on its index and its set only, so grouping a chunk's draws by set changes nothing
+    but the order of work; the caller puts each group's rows back at ``positions``.
+    """
+    idx = parameter_set_index(cfg, draws)
+    return [(pos, run(*inputs.parameter_sets[k], pos))
+            for k in np.unique(idx) for pos in [np.flatnonzero(idx == k)]]
+
+
+def _rows(obj: Any, pos: np.ndarray, n: int) -> Any:
+    """The rows ``pos`` of every per-draw array (first axis ``n``) of a dataclass, dict or array."""
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.replace(obj, **{f.name: _rows(getattr(obj, f.name), pos, n)
+                                           for f in dataclasses.fields(obj) if f.init})
+    if isinstance(obj, dict):
+        return {k: _rows(v, pos, n) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray) and obj.ndim and obj.shape[0] == n:
+        return obj[pos]
+    return obj
+
+
+def _set_costs(costs: ChunkCosts, pos: np.ndarray, n: int) -> ChunkCosts:
+    """The rows ``pos`` of a chunk's costs, laid out in memory as :func:`chunk_costs` lays them out (the kernel's
+    fields as views of one ``(draws, years, 3, fields)`` array): numpy's sums over strided and contiguous
+    operands round differently, and a draw must settle to the same bits as in a run of its set alone."""
+    part = _rows(costs, pos, n)
+    out = np.stack([part.fields[name] for name in OUT_FIELDS], axis=-1)
+    f = {name: out[..., i] for i, name in enumerate(OUT_FIELDS)}
+    return dataclasses.replace(part, fields=f, member_months=f["member_months"])
+
+
+def _gather(parts: list[tuple[np.ndarray, Any]], n: int) -> Any:
+    """Inverse of :func:`_rows`: one object whose per-draw arrays hold each part's rows at its positions."""
+    first = parts[0][1]
+    if dataclasses.is_dataclass(first):
+        return dataclasses.replace(first, **{f.name: _gather([(p, getattr(o, f.name)) for p, o in parts], n)
+                                             for f in dataclasses.fields(first) if f.init})
+    if isinstance(first, dict):
+        return {k: _gather([(p, o[k]) for p, o in parts], n) for k in first}
+    if isinstance(first, np.ndarray) and first.ndim and first.shape[0] == parts[0][0].size:
+        out = np.empty((n, *first.shape[1:]), dtype=first.dtype)
+        for p, o in parts:
+            out[p] = o
+        return out
+    return first
 
 
 _TILTS: dict[str, np.ndarray] = {}
@@ -164,6 +224,12 @@ def chunk_costs(cfg: Config, inputs: RunInputs, draws: np.ndarray, spending_fact
     relief makes the ledger nonlinear in spending); 1 is a plain run.
     """
     model = inputs.model
+    if inputs.parameter_sets:  # parameter draws: each draw's costs from its set's model (same systematic shocks)
+        d = np.asarray(draws, dtype=np.int64)
+        if sample is None and cfg.simulation.sampling != "plain":
+            sample = sample_shocks(cfg, d, inputs.tilt)
+        return _gather(_by_parameter_set(cfg, inputs, d, lambda c, i, pos: chunk_costs(
+            c, i, d[pos], spending_factor, None if sample is None else _rows(sample, pos, d.size))), d.size)
     draws = np.asarray(draws, dtype=np.int64)
     if sample is None and cfg.simulation.sampling != "plain":
         sample = sample_shocks(cfg, draws, inputs.tilt)
@@ -202,6 +268,14 @@ def settle_chunk(cfg: Config, inputs: RunInputs, costs: ChunkCosts,
     (it does not depend on the ACO's spending); by default it is computed here.
     """
     f, mm, macro = costs.fields, costs.member_months, costs.macro
+    if inputs.parameter_sets:
+        # parameter draws: each draw settled under its set's config and prices (its benchmark starts from the
+        # set's mean cost, as a run of that set would); the dataset records the set of each draw
+        n = costs.draws.size
+        res = _gather(_by_parameter_set(cfg, inputs, costs.draws,
+                                        lambda c, i, pos: settle_chunk(c, i, _set_costs(costs, pos, n))), n)
+        res.arrays["parameter_set"] = parameter_set_index(cfg, costs.draws)
+        return res
     # the dataset stores the payout the ACO receives (after the ex-post budget-neutrality factor), so that
     # gross_savings = benchmark - (expenditure - stop_loss_payout + stop_loss_charge) holds in every run
     neutrality = cfg.policy.stop_loss.neutrality if cfg.policy.stop_loss.enabled else 1.0

@@ -15,6 +15,7 @@ from leadsim.io.sink import MemorySink, Sink, sink_for
 from leadsim.model import _kernel
 from leadsim.model.cohort import cohort_model, realised_means
 from leadsim.model.drivers import macro_paths
+from leadsim.model.parameter_sets import parameter_set_configs, parameter_set_index
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
@@ -105,8 +106,10 @@ def trajectories(cfg: Config | str | None = None, draw: int = 0) -> xr.Dataset:
         ``member_months`` and ``expenditure`` of that draw in :func:`simulate`.
     """
     cfg = _as_config(cfg)
-    model = cohort_model(cfg)
     draws = np.array([draw], dtype=np.int64)
+    if cfg.simulation.parameter_draws:  # the draw's own parameter set, as in simulate
+        cfg = parameter_set_configs(cfg)[int(parameter_set_index(cfg, draws)[0])]
+    model = cohort_model(cfg)
     mean, scale = realised_means(model, macro_paths(cfg, draws))
     n_years = cfg.simulation.years
     n_slots = model.n_slots

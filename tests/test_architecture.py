@@ -34,9 +34,11 @@ LAYER_OF_PREFIX = {  # longest matching prefix wins
     "leadsim.schedules": "base",        # the banded rule (numpy only), shared by model and ledger
     "leadsim.config": "config",
     "leadsim.model": "model",
+    "leadsim.model.parameter_sets": "model",  # the keyed parameter set of each draw (simulation.parameter_draws)
     "leadsim.ledger": "ledger",
     "leadsim.io": "io",
     "leadsim.analysis": "analysis",
+    "leadsim.analysis.parameter_risk": "analysis",  # parameter-risk share of a run's variance
     "leadsim.engine": "engine",
     "leadsim.distributed": "engine",
     "leadsim.simulate": "engine",

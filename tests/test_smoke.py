@@ -7,7 +7,7 @@ import tomllib
 import numpy as np
 
 import leadsim
-from leadsim.io.schema import SCHEMA
+from leadsim.io.schema import OPTIONAL, SCHEMA
 from tests.helpers import small_config
 
 
@@ -15,8 +15,8 @@ def test_simulate_fills_schema(tmp_path):
     cfg = small_config()
     ds = leadsim.simulate(cfg, progress=False)
     for name, (dims, units, _) in SCHEMA.items():
-        if name == "replicate":  # QMC runs only (tests/test_sampling.py)
-            assert name not in ds
+        if name in OPTIONAL or name == "replicate":  # QMC runs only (tests/test_sampling.py)
+            assert name not in ds, name
             continue
         assert ds[name].dims == dims, name
         assert ds[name].attrs["units"] == units

@@ -243,6 +243,9 @@ def _format_errors(err: ValidationError) -> list[str]:
         if e["type"] == "missing":
             lines.append(f"{key}: required key is missing")
             continue
+        if not loc and e["type"] == "value_error":  # a rule across sections: its message names the keys
+            lines.append(msg)
+            continue
         value = e.get("input")
         shown = repr(value) if not isinstance(value, dict) else "{...}"
         if len(shown) > 60:

@@ -42,6 +42,8 @@ AnnualCost = Annotated[float, Field(gt=0.0, le=1e7)]
 LogSigma = Annotated[float, Field(ge=0.0, le=4.0)]
 Persistence = Annotated[float, Field(ge=0.0, le=0.999)]
 DeathMultiplier = Annotated[float, Field(ge=0.0, le=10.0)]
+# alpha <= 2: infinite variance, so a sample mean and its standard error are confidently wrong
+TailAlpha = Annotated[float, Field(gt=2.0, le=100.0)]
 
 
 class _Model(BaseModel):
@@ -110,6 +112,8 @@ class SimulationConfig(_Model):
     chunk_draws: Annotated[int, Field(ge=1, le=1_000_000)] = 128
     threads: Annotated[int, Field(ge=1, le=1024)] | None = None
     outlier_threshold: Annotated[float, Field(gt=0.0, le=1e9)] = 125_000.0
+    # each draw uses one of the config's [[parameter_sets]] (docs/fit.md §4); false: the population values
+    parameter_draws: bool = False
     # how the systematic (macro) variates are sampled: docs/design.md, "Sampling and weights"
     sampling: Literal["plain", "qmc", "tilted"] = "plain"
     qmc_replicates: Annotated[int, Field(ge=8, le=4096)] = 32
@@ -180,8 +184,7 @@ class PopulationConfig(_Model):
     zero_share: Probability = 0.0
     sigma: LogSigma = 1.0
     tail_start: Annotated[float, Field(ge=0.5, le=1.0)] = 0.99
-    # alpha <= 2: infinite variance, so a sample mean and its standard error are confidently wrong
-    tail_alpha: Annotated[float, Field(gt=2.0, le=100.0)] = 4.0
+    tail_alpha: TailAlpha = 4.0
     rho: Persistence = 0.75
     mortality: Probability = 0.04
     death_multiplier: DeathMultiplier = 1.2
@@ -238,6 +241,37 @@ class PopulationsConfig(_Model):
 
     def ordered(self) -> list[PopulationConfig]:
         return [getattr(self, p) for p in POPULATIONS]
+
+
+class PopulationDraw(_Model):
+    """One population's values in one parameter set; a key left out keeps the ``[population.*]`` value."""
+
+    mean_annual_cost: AnnualCost | None = None
+    zero_share: Probability | None = None
+    sigma: LogSigma | None = None
+    tail_alpha: TailAlpha | None = None
+    rho: Persistence | None = None
+    mortality: Probability | None = None
+    death_multiplier: DeathMultiplier | None = None
+    death_risk_beta: Persistence | None = None
+    exit_rate: Probability | None = None
+
+
+class ParameterSet(_Model):
+    """One ``[[parameter_sets]]`` entry: population values drawn from a fit's parameter uncertainty
+    (``leadsim fit --parameter-sets N``); ``simulation.parameter_draws = true`` gives each draw one set."""
+
+    aged_disabled: PopulationDraw = PopulationDraw()
+    esrd: PopulationDraw = PopulationDraw()
+    high_needs: PopulationDraw = PopulationDraw()
+
+    def overrides(self) -> dict[str, float]:
+        """The set as dotted-key overrides of the config (``population.<name>.<key>``)."""
+        return {f"population.{name}.{k}": v for name in POPULATIONS
+                for k, v in getattr(self, name).model_dump(exclude_none=True).items()}
+
+
+MAX_PARAMETER_SETS = 1000
 
 
 class PerPopulation(_Model):
@@ -480,12 +514,29 @@ class Config(_Model):
         s = self.simulation
         return list(range(s.start_year, s.start_year + s.years))
 
+    # fitted parameter uncertainty (docs/fit.md §4): used when simulation.parameter_draws = true
+    parameter_sets: Annotated[list[ParameterSet], Field(max_length=MAX_PARAMETER_SETS)] = []
+
+    @model_validator(mode="after")
+    def _parameter_sets_present(self) -> Config:
+        if self.simulation.parameter_draws and not self.parameter_sets:
+            raise ValueError("simulation.parameter_draws = true needs fitted parameter sets: the config has no "
+                             "[[parameter_sets]] (write them with `leadsim fit PANEL -o fitted.toml "
+                             "--parameter-sets N`, N >= 2), or set simulation.parameter_draws = false")
+        return self
+
     def to_toml(self) -> str:
         """The full resolved config as TOML (round-trips through :func:`load_config`)."""
-        return tomli_w.dumps(self.model_dump(mode="json", by_alias=True, exclude_none=True))
+        return tomli_w.dumps(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        # parameter uncertainty off: the keys are left out, so a config without them reads and records as before
+        if not data["simulation"]["parameter_draws"]:
+            del data["simulation"]["parameter_draws"]
+        if not data["parameter_sets"]:
+            del data["parameter_sets"]
+        return data
 
     def assumptions(self) -> list[str]:
         """The [ASSUMED] parameters in force (``docs/methodology.md`` §5), as ``key = value`` strings.

@@ -9,7 +9,13 @@ The estimators and their sources are in ``docs/fit.md``.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
+import threading
 import warnings
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +33,9 @@ MIN_BENEFICIARIES = 1000
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(32)
 _QUAD_SPAN = 10.0
+_SCORE_CACHE = 8
+"""Marginals whose scores a :class:`_PopData` keeps (the base point and the steps of one finite-difference
+gradient)."""
 
 
 @dataclass(frozen=True)
@@ -131,26 +140,47 @@ def latent_scores(logx: np.ndarray, mu: float, sigma: float, alpha: float, tau: 
     the splice, as :class:`leadsim.model.marginals.SplicedMarginal`); then ``u = p0 + (1 - p0) v`` and
     ``z = Phi^{-1}(u)``, computed from ``1 - u`` in the upper half for accuracy.
     """
-    w = (logx - mu) / sigma
-    z_tau = special.ndtri(tau) if tau < 1.0 else np.inf
-    tail = w > z_tau
-    sf_v = np.empty_like(w)
-    logd = np.empty_like(w)
-    body = ~tail
-    wb = w[body]
-    sf_v[body] = special.ndtr(-wb)
-    logd[body] = -0.5 * wb * wb - (_LOG_SQRT_2PI + np.log(sigma))
-    if tail.any():
-        st = np.maximum((1.0 - tau) * np.exp(-alpha * sigma * (w[tail] - z_tau)), 1e-300)
-        sf_v[tail] = st
-        logd[tail] = np.log(alpha) + np.log(st)
-    sf_u = (1.0 - p0) * sf_v
-    z = np.empty_like(w)
-    upper = sf_u < 0.5
-    z[upper] = -special.ndtri(sf_u[upper])
-    lower = ~upper
-    z[lower] = special.ndtri(p0 + (1.0 - p0) * special.ndtr(w[lower]))
+    w, logd, tail, st = _splice(logx, mu, sigma, alpha, tau)
+    if p0 == 0.0:
+        z = w.copy()  # the body: Phi^{-1}(Phi(w)) = w
+        if tail.size:
+            z[tail] = -special.ndtri(st)
+        return z, logd
+    # one ndtr and one ndtri per element, no masked copies: sign -1 where 1 - u < 1/2 (the upper half, from the
+    # survival function), +1 below; 1 - u < 1/2 <=> w > w_half (every w when p0 >= 1/2); tau >= 1/2 puts the
+    # tail in the upper half
+    w_half = -float(special.ndtri(0.5 / (1.0 - p0))) if p0 < 0.5 else -np.inf
+    upper = w > w_half
+    sgn = np.where(upper, -1.0, 1.0)
+    a = special.ndtr(sgn * w)
+    q = (1.0 - p0) * a
+    q = np.where(upper, q, p0 + q)
+    if tail.size:
+        q[tail] = (1.0 - p0) * st
+    z = special.ndtri(q)
+    z *= sgn
     return z, logd + np.log1p(-p0)
+
+
+def _splice(logx: np.ndarray, mu: float, sigma: float, alpha: float,
+            tau: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``w``, the log density of the positive part times ``x`` (:func:`latent_scores`), the indices of the
+    tail observations and their survival ``1 - v``."""
+    w = (logx - mu) / sigma
+    logd = -0.5 * w * w - (_LOG_SQRT_2PI + np.log(sigma))
+    z_tau = float(special.ndtri(tau)) if tau < 1.0 else np.inf
+    tail = np.flatnonzero(w > z_tau)
+    st = np.empty(0)
+    if tail.size:
+        st = np.maximum((1.0 - tau) * np.exp(-alpha * sigma * (w[tail] - z_tau)), 1e-300)
+        logd[tail] = np.log(alpha) + np.log(st)
+    return w, logd, tail, st
+
+
+def _log_density(logx: np.ndarray, mu: float, sigma: float, alpha: float, tau: float, p0: float) -> np.ndarray:
+    """The second output of :func:`latent_scores` alone (no normal scores: no ``ndtr``/``ndtri``)."""
+    logd = _splice(logx, mu, sigma, alpha, tau)[1]
+    return logd if p0 == 0.0 else logd + np.log1p(-p0)
 
 
 def _log_ndtr(x: np.ndarray) -> np.ndarray:
@@ -171,6 +201,43 @@ class _PopData:
     has_zeros: bool
     start: np.ndarray        # starting values
     n_obs: int
+
+    _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def scores(self, mu: float, sigma: float, alpha: float, tau: float,
+               p0: float) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        """The entrants' summed log density, last year's scores of the pairs, and the scores and log densities
+        of the surviving positive pairs, under one marginal.
+
+        The marginal is set by ``(mu, sigma, alpha, tau, p0)`` only; a likelihood evaluation that moves only
+        ``rho``, ``beta`` or ``c`` (most finite-difference steps of the optimiser and of the Hessian) reuses
+        the arrays of the last :data:`_SCORE_CACHE` marginals instead of recomputing them (exactly the same
+        numbers: the cache is keyed by the exact floats).
+        """
+        key = (mu, sigma, alpha, tau, p0)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        ent = float(_log_density(self.ent_logx, mu, sigma, alpha, tau, p0).sum())
+        zp, _ = latent_scores(self.prev_logx, mu, sigma, alpha, tau, p0)
+        zc, ldc = latent_scores(self.groups[3], mu, sigma, alpha, tau, p0)
+        out = (ent, zp, zc, ldc)
+        with self._lock:
+            self._cache[key] = out
+            while len(self._cache) > _SCORE_CACHE:
+                self._cache.popitem(last=False)
+        return out
+
+    @functools.cached_property
+    def groups(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Indices of the pairs that survive with positive spending, survive with zero spending and die, and
+        the log spending of the first (fixed data: computed once, not at every likelihood evaluation)."""
+        live_pos = np.flatnonzero(self.cur_pos & ~self.cur_died)
+        live_zero = np.flatnonzero(~self.cur_pos & ~self.cur_died)
+        return live_pos, live_zero, np.flatnonzero(self.cur_died), self.cur_logx[live_pos]
 
 
 def _unpack(theta: np.ndarray, has_zeros: bool, tau: float) -> tuple[float, ...]:
@@ -220,38 +287,42 @@ def _negloglik(theta: np.ndarray, d: _PopData, tau: float) -> float:
     s = np.sqrt(max(1.0 - rho * rho, 1e-12))
     bs = np.sqrt(max(1.0 - beta * beta, 1e-12))
     total = 0.0
-    _, ld = latent_scores(d.ent_logx, mu, sigma, alpha, tau, p0)
-    total += float(ld.sum())
+    ent, zp, zc, ldc = d.scores(mu, sigma, alpha, tau, p0)
+    total += ent
     if d.ent_zeros:
         total += d.ent_zeros * np.log(p0)
-    zp, _ = latent_scores(d.prev_logx, mu, sigma, alpha, tau, p0)
-    died = d.cur_died
-    live_pos = d.cur_pos & ~died
-    zc, ldc = latent_scores(d.cur_logx[live_pos], mu, sigma, alpha, tau, p0)
+    live_pos, live_zero, died, _ = d.groups
     e = (zc - rho * zp[live_pos]) / s
     survive = np.log1p(-np.minimum(special.ndtr((beta * zc - c) / bs), 1.0 - 1e-16))
     total += float(np.sum(-0.5 * e * e - np.log(s) + 0.5 * zc * zc + ldc + survive))
-    live_zero = ~d.cur_pos & ~died
-    if live_zero.any() and p0 > 0:
+    if live_zero.size and p0 > 0:
         total += float(_zero_integral(zp[live_zero], rho, s, float(special.ndtri(p0)), beta, bs, c,
-                                      np.zeros(int(live_zero.sum()), dtype=bool)).sum())
+                                      np.zeros(live_zero.size, dtype=bool)).sum())
     br = beta * rho
     total += float(_log_ndtr((br * zp[died] - c) / np.sqrt(max(1.0 - br * br, 1e-12))).sum())
     val = -total / d.n_obs
     return val if np.isfinite(val) else 1e10
 
 
-def _died_loglik(log_dm: float, d: _PopData, theta: np.ndarray, tau: float) -> float:
+def _died_loglik(log_dm: float | np.ndarray, d: _PopData, theta: np.ndarray, tau: float) -> float | np.ndarray:
     """Log-likelihood of the spending of death years (positive) given last year's latent, at ``dm = e^log_dm``:
-    ``phi_s(z_t - rho z_{t-1}) D(z_t) |dz_t/dx_t| / P(death | z_{t-1})`` with ``z_t`` the score of ``x / dm``."""
+    ``phi_s(z_t - rho z_{t-1}) D(z_t) |dz_t/dx_t| / P(death | z_{t-1})`` with ``z_t`` the score of ``x / dm``.
+    An array of ``log_dm`` gives the array of values (last year's scores are computed once)."""
     mu, sigma, alpha, p0, rho, beta, c, _ = _unpack(theta, d.has_zeros, tau)
     s = np.sqrt(max(1.0 - rho * rho, 1e-12))
     bs = np.sqrt(max(1.0 - beta * beta, 1e-12))
     sel = d.cur_pos & d.cur_died
     zp, _ = latent_scores(d.prev_logx[sel], mu, sigma, alpha, tau, p0)
-    zc, ldc = latent_scores(d.cur_logx[sel] - log_dm, mu, sigma, alpha, tau, p0)
-    e = (zc - rho * zp) / s
-    return float(np.sum(-0.5 * e * e + 0.5 * zc * zc + ldc + _log_ndtr((beta * zc - c) / bs)))
+    cur = d.cur_logx[sel]
+
+    def one(g: float) -> float:
+        zc, ldc = latent_scores(cur - g, mu, sigma, alpha, tau, p0)
+        e = (zc - rho * zp) / s
+        return float(np.sum(-0.5 * e * e + 0.5 * zc * zc + ldc + _log_ndtr((beta * zc - c) / bs)))
+
+    if np.ndim(log_dm) == 0:
+        return one(float(log_dm))
+    return np.array([one(float(g)) for g in np.asarray(log_dm)])
 
 
 def _death_multiplier(d: _PopData, theta: np.ndarray, tau: float, cov: np.ndarray) -> Estimate:
@@ -273,7 +344,7 @@ def _death_multiplier(d: _PopData, theta: np.ndarray, tau: float, cov: np.ndarra
         centre = th[7]
         for span in (0.8, 0.3):
             grid = centre + np.linspace(-span, span, 41)
-            ll = np.array([_died_loglik(g, d, th, tau) for g in grid])
+            ll = _died_loglik(grid, d, th, tau)
             keep = ll >= ll.max() - 3.0
             if keep.sum() < 5:
                 keep = np.argsort(ll)[-5:]
@@ -398,6 +469,65 @@ def _newton(d: _PopData, tau: float, theta: np.ndarray, free: np.ndarray, hess: 
     return theta, f0
 
 
+SPLICE_PROFILE_POINTS = 7
+"""Points of the profile likelihood over ``log x_tau`` whose curvature gives the splice point's variance."""
+
+
+def _splice_profile(d: _PopData, tau: float, theta: np.ndarray, free: np.ndarray, n_total: int,
+                    hess: np.ndarray, h: float = 1e-6) -> tuple[float, np.ndarray]:
+    """Variance of ``log x_tau`` and the slope ``d theta_hat / d log x_tau`` from the profile likelihood.
+
+    Notes
+    -----
+    The profile ``l_p(s)``, the maximum over the free parameters at ``log x_tau = s``, is evaluated by one
+    Newton step from the maximum ``theta`` (``H`` the information of the free parameters at fixed
+    ``log x_tau``, ``g(s)`` the forward-difference gradient at ``(s, theta)``): ``theta(s) = theta - H^-1 g(s)``
+    and ``l_p(s) = l(s, theta) + g^T H^-1 g / 2``, at :data:`SPLICE_PROFILE_POINTS` points spanning ``+-h``
+    around the maximum, from ``h = 0.1``; when the profile does not drop by 0.5 to 6 log-likelihood units at the
+    ends, ``h`` is rescaled (at most twice) to where the last parabola drops by 2. A parabola through the points
+    gives ``Var(log x_tau) = 1 / (2 a)`` (``a`` its curvature in units of the whole sample's log-likelihood:
+    ``n_total`` times the mean) and a least-squares line through ``theta(s)`` the slope ``b``. For a quadratic
+    likelihood the covariance of the other parameters is then exactly ``H^-1 + Var(log x_tau) b b^T`` (block
+    inverse). Steps much wider than the spacing of the observations smooth over the likelihood's jumps at the
+    splice. Returns ``(nan, 0)`` when the profile is not concave or ``H`` is singular.
+    """
+    idx = np.flatnonzero(free)
+    try:
+        h_inv = np.linalg.inv(hess)
+    except np.linalg.LinAlgError:
+        return float("nan"), np.zeros(theta.size)
+
+    def point(s: float) -> tuple[float, np.ndarray]:
+        x = theta.copy()
+        x[0] = s
+        f0 = _negloglik(x, d, tau)
+        grad = np.empty(idx.size)
+        for k, i in enumerate(idx):
+            up = x.copy()
+            up[i] += h
+            grad[k] = (_negloglik(up, d, tau) - f0) / h * n_total
+        step = h_inv @ grad
+        return f0 * n_total - 0.5 * float(grad @ step), theta[idx] - step
+
+    span = 0.1
+    for _ in range(3):
+        offsets = np.linspace(-span, span, SPLICE_PROFILE_POINTS)
+        pts = [point(theta[0] + off) for off in offsets]
+        nll = np.array([v for v, _ in pts])
+        a2 = float(np.polyfit(offsets, nll, 2)[0])
+        rise = min(nll[0], nll[-1]) - nll.min()
+        if 0.5 <= rise <= 6.0:
+            break
+        # rescale so the parabola rises by 2 units at the ends (within a factor 0.02-10 of the last span)
+        span = float(np.clip(np.sqrt(2.0 / a2), span / 50.0, span * 10.0)) if a2 > 0 else span * 2.0
+    if not a2 > 0:
+        return float("nan"), np.zeros(theta.size)
+    slope = np.zeros(theta.size)
+    slope[idx] = np.polyfit(offsets, np.array([t for _, t in pts]), 1)[0]
+    slope[0] = 1.0
+    return 1.0 / (2.0 * a2), slope
+
+
 def _fit_population(d: _PopData, tau: float) -> tuple[dict[str, Estimate], float, np.ndarray, np.ndarray]:
     """Maximise the likelihood; SEs from the inverse observed information, mapped by the delta method.
 
@@ -425,6 +555,7 @@ def _fit_population(d: _PopData, tau: float) -> tuple[dict[str, Estimate], float
     shape = np.zeros(8, dtype=bool)
     shape[[1, 2, 4]] = True
     centre = theta[0]
+
     for span, n in ((0.3, 7), (0.06, 7), (0.012, 7)):
         best = (np.inf, centre)
         for lx in centre + np.linspace(-span, span, n):
@@ -438,10 +569,12 @@ def _fit_population(d: _PopData, tau: float) -> tuple[dict[str, Estimate], float
     if d is full:
         theta, res_fun = _minimise(full, tau, theta, free)
         hess = _hessian(lambda t: _negloglik(t, d, tau), theta, free) * full.n_obs
+        var_splice, slope = _splice_profile(d, tau, theta, free, full.n_obs, hess)
     else:
         # subsample optimum, then Newton steps on all observations with the subsample's information
         theta, _ = _minimise(d, tau, theta, free)
         hess = _hessian(lambda t: _negloglik(t, d, tau), theta, free) * full.n_obs
+        var_splice, slope = _splice_profile(d, tau, theta, free, full.n_obs, hess)
         theta, res_fun = _newton(full, tau, theta, free, hess)
     d = full
     try:
@@ -450,6 +583,9 @@ def _fit_population(d: _PopData, tau: float) -> tuple[dict[str, Estimate], float
         cov_free = np.full(hess.shape, np.nan)
     cov = np.zeros((8, 8))
     cov[np.ix_(free, free)] = cov_free
+    if np.isfinite(var_splice):
+        # the splice point's uncertainty carried into the rest: Cov = H^-1 (given log x_tau) + var b b^T
+        cov += var_splice * np.outer(slope, slope)
     _, sigma, alpha, p0, rho, beta, c, _ = _unpack(theta, d.has_zeros, tau)
     # d(natural)/d(theta) of each reported parameter
     grads = {
@@ -595,6 +731,42 @@ def _ratio_mean(x: np.ndarray, e: np.ndarray, bene: np.ndarray) -> Estimate:
     return Estimate(float(r), float(np.sqrt(var)))
 
 
+@contextlib.contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    """Run the block with every loaded OpenBLAS on one thread, then restore the previous counts.
+
+    The optimiser (L-BFGS-B) and the quadrature make thousands of tiny BLAS calls; a multi-threaded OpenBLAS
+    wakes its threads for each one, and when the cores are busy (other jobs) the spinning threads made a
+    1,000,000-row fit 3-5 times slower (``docs/fit.md`` §6). The OpenBLAS libraries numpy and scipy load are
+    found in ``/proc/self/maps`` (Linux; elsewhere, or with no OpenBLAS, the block runs unchanged), as
+    ``threadpoolctl`` does; one thread only changes the order of BLAS sums (float rounding).
+    """
+    controls = []
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1].lower()})
+    except OSError:
+        paths = []
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for get_name, set_name in (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+                                   ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+                                   ("openblas_get_num_threads", "openblas_set_num_threads")):
+            get, put = getattr(lib, get_name, None), getattr(lib, set_name, None)
+            if get is not None and put is not None:
+                controls.append((put, int(get())))
+                put(1)
+                break
+    try:
+        yield
+    finally:
+        for put, before in controls:
+            put(before)
+
+
 def fit_panel(panel: Panel, base: Config | None = None, trend: float | None = None) -> FitResult:
     """Fit every population of a validated panel.
 
@@ -613,6 +785,11 @@ def fit_panel(panel: Panel, base: Config | None = None, trend: float | None = No
     FitResult
         Values in dollars of the last panel year, the base year of a simulation that starts the year after.
     """
+    with _single_threaded_blas():
+        return _fit_panel(panel, base, trend)
+
+
+def _fit_panel(panel: Panel, base: Config | None, trend: float | None) -> FitResult:
     base = base or load_config()
     trend_est = _estimate_trend(panel) if trend is None else Estimate(float(trend), 0.0)
     rows = _rows(panel, trend_est.value)

@@ -8,8 +8,9 @@ random numbers (common random numbers: draw ``d`` has the same shocks under ever
 of the ten-year result into process and parameter risk.
 
 This is the "posterior draws" route (a normal approximation to the posterior under a flat prior:
-Bernstein-von Mises), run outside the engine; ``simulation.parameter_draws`` (a keyed parameter set per draw
-inside one run) is not implemented yet.
+Bernstein-von Mises), run outside the engine. Inside one run, ``leadsim fit --parameter-sets N`` writes
+:func:`parameter_set_values` into the fitted config as ``[[parameter_sets]]`` and ``simulation.parameter_draws``
+gives each draw one of them (:mod:`leadsim.model.parameter_sets`, :mod:`leadsim.analysis.parameter_risk`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from leadsim.config import POPULATIONS, Config, LeadsimWarning, load_config
 from leadsim.fit.estimate import FitResult, natural_parameters
 
-__all__ = ["ParameterRisk", "parameter_risk", "parameter_sets"]
+__all__ = ["ParameterRisk", "parameter_risk", "parameter_set_values", "parameter_sets"]
 
 _RATE_KEYS = ("exit_rate",)
 
@@ -31,15 +32,14 @@ def _clip01(v: float) -> float:
     return float(min(max(v, 0.0), 0.999))
 
 
-def parameter_sets(result: FitResult, fitted: Config, n: int, seed: int = 12) -> list[Config]:
-    """``n`` configs whose fitted values are drawn from the fit's large-sample law (fixed ``seed``).
+def parameter_set_values(result: FitResult, n: int, seed: int = 12) -> list[dict[str, dict[str, float]]]:
+    """``n`` parameter sets drawn from the fit's large-sample law, as ``{population: {key: value}}`` (fitted
+    populations only; fixed ``seed``).
 
     Parameters
     ----------
     result : FitResult
         From :func:`leadsim.fit.estimate.fit_panel`.
-    fitted : Config
-        The fitted config (:func:`leadsim.fit.write.fitted_config`); keys not fitted are kept.
     n : int
         Number of parameter sets.
     seed : int
@@ -50,12 +50,14 @@ def parameter_sets(result: FitResult, fitted: Config, n: int, seed: int = 12) ->
     For a fitted population, ``theta* ~ N(theta_hat, I^{-1})`` on the likelihood's transformed scale
     (``log sigma``, ``log(alpha - 1)``, ``logit p0``, ``atanh rho``, ``atanh beta``, ``c``, ``log k``), mapped back;
     ``mean_annual_cost`` and ``exit_rate`` are drawn from ``N(estimate, SE^2)`` (truncated to their ranges),
-    independently of the rest (their estimators are closed forms of other statistics of the panel).
+    independently of the rest (their estimators are closed forms of other statistics of the panel). Values are
+    kept inside the config's ranges: ``tail_alpha`` in [2.01, 100] (the config refuses an infinite variance),
+    ``sigma`` at most 4, the death multiplier at most 10, probabilities below 0.999.
     """
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
-        over: dict[str, float] = {}
+        one: dict[str, dict[str, float]] = {}
         for name in POPULATIONS:
             pf = result.populations[name]
             if not pf.fitted or pf.theta is None or pf.theta_cov is None:
@@ -64,7 +66,7 @@ def parameter_sets(result: FitResult, fitted: Config, n: int, seed: int = 12) ->
             draw = rng.multivariate_normal(pf.theta, (cov + cov.T) / 2, method="eigh")
             draw[0] = pf.theta[0]
             vals = natural_parameters(draw, pf.estimates["zero_share"].value > 0, pf.tail_start)
-            vals["tail_alpha"] = float(min(max(vals["tail_alpha"], 1.01), 100.0))
+            vals["tail_alpha"] = float(min(max(vals["tail_alpha"], 2.01), 100.0))
             vals["sigma"] = float(min(vals["sigma"], 4.0))
             vals["death_multiplier"] = float(min(vals["death_multiplier"], 10.0))
             for key in ("zero_share", "rho", "death_risk_beta", "mortality"):
@@ -74,7 +76,17 @@ def parameter_sets(result: FitResult, fitted: Config, n: int, seed: int = 12) ->
             for key in _RATE_KEYS:
                 e = pf.estimates[key]
                 vals[key] = _clip01(rng.normal(e.value, e.se))
-            over.update({f"population.{name}.{k}": v for k, v in vals.items()})
+            one[name] = vals
+        out.append(one)
+    return out
+
+
+def parameter_sets(result: FitResult, fitted: Config, n: int, seed: int = 12) -> list[Config]:
+    """``n`` configs: ``fitted`` (:func:`leadsim.fit.write.fitted_config`) with the values of
+    :func:`parameter_set_values` (keys not fitted are kept)."""
+    out = []
+    for one in parameter_set_values(result, n, seed):
+        over = {f"population.{name}.{k}": v for name, vals in one.items() for k, v in vals.items()}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LeadsimWarning)
             out.append(load_config(fitted, overrides=over))

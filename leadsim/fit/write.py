@@ -42,14 +42,23 @@ def _mix(result: FitResult) -> dict[str, float]:
     return vals
 
 
-def fitted_toml(result: FitResult, base: Config | None = None) -> str:
-    """The fitted config as TOML text (loadable by ``leadsim run`` and :func:`leadsim.load_config`)."""
+def fitted_toml(result: FitResult, base: Config | None = None, parameter_sets: int = 0, seed: int = 12) -> str:
+    """The fitted config as TOML text (loadable by ``leadsim run`` and :func:`leadsim.load_config`).
+
+    With ``parameter_sets = N > 0`` it also carries ``N`` ``[[parameter_sets]]`` drawn from the fit's parameter
+    uncertainty (:func:`leadsim.fit.uncertainty.parameter_set_values`, seed ``seed``) and turns
+    ``simulation.parameter_draws`` on, so that ``leadsim run`` gives each draw one set (``docs/fit.md`` §4).
+    """
     base = base or load_config()
     y0, y1 = result.years
     tag = f"{y0}-{y1} data, {result.source}"
     data: dict[str, Any] = base.to_dict()
     populations = data.pop("population")
     data["simulation"]["start_year"] = y1 + 1
+    data.pop("parameter_sets", None)  # the base config's sets (if any) belong to another fit
+    data["simulation"].pop("parameter_draws", None)
+    if parameter_sets:
+        data["simulation"]["parameter_draws"] = True
     data["aco"].pop("mix")
     data["aco"]["beneficiaries"] = max(1, result.beneficiaries)
     trend = result.trend
@@ -88,11 +97,21 @@ def fitted_toml(result: FitResult, base: Config | None = None) -> str:
             else:
                 note = "" if pf.fitted else "  # base value kept: too few beneficiaries to fit"
                 lines.append(f"{key} = {tomli_w.dumps({'v': val})[4:].strip()}{note}")
+    if parameter_sets:
+        from leadsim.fit.uncertainty import parameter_set_values
+
+        lines += ["", f"# {parameter_sets} parameter sets drawn from the fit's large-sample law (seed {seed}; "
+                  "docs/fit.md §4). With simulation.parameter_draws = true", "# each draw uses one of them; "
+                  "set it to false for process risk alone at the fitted values."]
+        for one in parameter_set_values(result, parameter_sets, seed):
+            lines.append("[[parameter_sets]]")
+            lines += [f"{name} = {{ " + ", ".join(f"{k} = {_num(v)}" for k, v in vals.items()) + " }"
+                      for name, vals in one.items()]
     return "\n".join(lines) + "\n"
 
 
-def fitted_config(result: FitResult, base: Config | None = None) -> Config:
-    """The fitted config, validated (as ``leadsim run`` would load it)."""
+def fitted_config(result: FitResult, base: Config | None = None, parameter_sets: int = 0) -> Config:
+    """The fitted config, validated (as ``leadsim run`` would load it); ``parameter_sets`` as :func:`fitted_toml`."""
     import tomllib
 
-    return load_config(tomllib.loads(fitted_toml(result, base)))
+    return load_config(tomllib.loads(fitted_toml(result, base, parameter_sets)))

@@ -22,7 +22,7 @@ from leadsim._version import __version__
 from leadsim.config import POPULATIONS, Config, load_config
 from leadsim.errors import ConfigError, ResultError
 
-__all__ = ["CONSTANTS", "SCHEMA", "RunHeader", "build_dataset", "config_of", "encode", "provenance"]
+__all__ = ["CONSTANTS", "OPTIONAL", "SCHEMA", "RunHeader", "build_dataset", "config_of", "encode", "provenance"]
 
 D_YP = ("draw", "year", "population")
 D_YPT = ("draw", "year", "population", "track")
@@ -61,7 +61,13 @@ SCHEMA: dict[str, tuple[tuple[str, ...], str, str]] = {
     "cash_settlement": (D_YT, "USD", "cash at settlement: net settlement - recouped enhanced PCC advance"),
     "weight": (("draw",), "1", "likelihood-ratio weight of the draw in every metric (1 unless sampling = tilted)"),
     "replicate": (("draw",), "1", "randomization replicate of a QMC draw (the batch of batch-means errors)"),
+    # only with simulation.parameter_draws = true
+    "parameter_set": (("draw",), "1", "0-based index of the [[parameter_sets]] entry the draw was simulated with"),
 }
+
+
+OPTIONAL: frozenset[str] = frozenset({"parameter_set"})
+"""Variables of :data:`SCHEMA` only some runs have (``parameter_set``: with ``simulation.parameter_draws``)."""
 
 
 CONSTANTS: dict[str, tuple[tuple[str, ...], str, str]] = {
