@@ -358,3 +358,26 @@ def test_newton_steps_reach_the_full_data_maximum(monkeypatch):
         nat_se = se_splice[i] * {"sigma": np.exp(direct[1]), "rho": 1 - np.tanh(direct[4]) ** 2,
                                  "death_risk_beta": 1 - np.tanh(direct[5]) ** 2}[key]
         assert 0.7 < est[key].se / nat_se < 1.3, key
+
+
+def test_a_fitted_tail_index_at_or_below_two_is_written_loadable_with_a_warning():
+    """A fit with alpha <= 2 (infinite variance, which the simulator refuses) is written at the config's bound
+    2.01, says so in the TOML comment and in a warning, and loads (it used to be clipped at 1.01 and refused)."""
+    import dataclasses
+
+    from leadsim.fit.estimate import Estimate
+    from leadsim.fit.write import fitted_toml
+
+    cfg = _cfg(**{"aco.beneficiaries": 3000})
+    res = fit_panel(validate_frame(panel_frame(cfg, years=2)), base=cfg, trend=0.05)
+    pop = res.populations["aged_disabled"]
+    heavy = dataclasses.replace(pop, estimates={**pop.estimates, "tail_alpha": Estimate(1.5, 0.2)})
+    res = dataclasses.replace(res, populations={**res.populations, "aged_disabled": heavy})
+    with pytest.warns(LeadsimWarning, match=r"population.aged_disabled.tail_alpha: fitted 1.5 outside"):
+        text = fitted_toml(res, cfg)
+    line = next(s for s in text.splitlines() if s.startswith("tail_alpha = 2.01"))
+    assert "clipped from 1.5" in line
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LeadsimWarning)
+        fitted = fitted_config(res, cfg)
+    assert fitted.population["aged_disabled"].tail_alpha == 2.01

@@ -17,8 +17,9 @@ from leadsim.fit.estimate import FitResult
 
 __all__ = ["fitted_config", "fitted_toml"]
 
-# config bounds the estimates are clipped to (leadsim/config/schema.py)
-_CLIP = {"zero_share": (0.0, 0.999), "sigma": (0.0, 4.0), "tail_alpha": (1.01, 100.0), "rho": (0.0, 0.999),
+# config bounds the estimates are clipped to (leadsim/config/schema.py); the tail index must exceed 2 (a Pareto
+# tail with alpha <= 2 has infinite variance, which the simulator refuses), so a fit below it is written as 2.01
+_CLIP = {"zero_share": (0.0, 0.999), "sigma": (0.0, 4.0), "tail_alpha": (2.01, 100.0), "rho": (0.0, 0.999),
          "mortality": (0.0, 0.999), "death_multiplier": (0.0, 10.0), "death_risk_beta": (0.0, 0.999),
          "exit_rate": (0.0, 0.999), "mean_annual_cost": (1.0, 1e7), "high_needs_rate": (0.0, 0.999),
          "esrd_rate": (0.0, 0.999)}
@@ -87,7 +88,8 @@ def fitted_toml(result: FitResult, base: Config | None = None, parameter_sets: i
         for key, val in pop.items():
             if hasattr(val, "se"):
                 v = _clip(key, val.value, f"population.{name}")
-                lines.append(f"{key} = {_num(v)}  # [FIT] se {val.se:.3g}, {tag}")
+                clipped = f", clipped from {val.value:.4g} to the config's range" if v != val.value else ""
+                lines.append(f"{key} = {_num(v)}  # [FIT] se {val.se:.3g}, {tag}{clipped}")
             elif key == "mean_annual_cost" and not pf.fitted:
                 # the base value is in dollars of the year before its start_year: trended to the new base year
                 n_years = y1 - (base.simulation.start_year - 1)
