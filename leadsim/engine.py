@@ -47,12 +47,17 @@ class RunInputs:
     tilt: np.ndarray | None = None  # (D,) the pilot's tilt: tilted's mean shift, qmc_rotate's direction
 
 
-def prepare(cfg: Config) -> RunInputs:
-    """Build the cost model and the prices the ledger needs (once per run; tables are cached)."""
+def prepare(cfg: Config, tilt: np.ndarray | None = None) -> RunInputs:
+    """Build the cost model and the prices the ledger needs (once per run; tables are cached).
+
+    ``tilt`` (tilted or rotated-QMC sampling only) replaces the config's own pilot tilt (:func:`tilt_vector`):
+    ``leadsim decide`` passes one tilt to every policy variant so that all of them see the same draws.
+    """
     inputs = _untilted_inputs(cfg)
     if not _needs_pilot(cfg):
         return inputs
-    return RunInputs(inputs.model, inputs.charge_pbpm, inputs.base_truncation, tilt_vector(cfg, inputs))
+    vec = tilt_vector(cfg, inputs) if tilt is None else np.asarray(tilt, dtype=float).copy()
+    return RunInputs(inputs.model, inputs.charge_pbpm, inputs.base_truncation, vec)
 
 
 def _needs_pilot(cfg: Config) -> bool:
