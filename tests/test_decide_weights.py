@@ -220,3 +220,13 @@ def test_tilted_and_plain_decisions_agree_within_their_standard_errors():
         assert np.all(z < 3.5), (name, z)
     g = dict(option="lead_global", level=0.99)
     assert float(tilt.TVaR_se.sel(**g)) < float(plain.TVaR_se.sel(**g))
+
+
+def test_decision_text_and_page_say_how_the_draws_were_sampled(tilted):
+    from leadsim.decide.report import decide_html, decide_text
+
+    eff = risk.effective_draws(risk.sample_design(tilted), 60)
+    assert 1 < eff < 60
+    head = decide_text(tilted).splitlines()[0]
+    assert f"tilted sampling, weighted (effective draws {eff:,.0f})" in head
+    assert "tilted sampling" in decide_html(tilted)
