@@ -3,8 +3,6 @@ option (common random numbers), break-even roots, the run summary's break-even, 
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -15,22 +13,13 @@ from leadsim.decide import metrics as M
 from leadsim.decide.breakeven import solve
 from leadsim.decide.evaluate import Evaluator, kernel_pass
 from leadsim.engine import prepare
-from leadsim.errors import LeadsimWarning
-
-SMALL = {"simulation.draws": 60, "aco.beneficiaries": 1500, "simulation.seed": 7, "simulation.chunk_draws": 25,
-         "simulation.pilot_draws": 128}
+from tests.test_decide import sim
+from tests.test_decide import small as _small
 
 
 def small(**extra):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", LeadsimWarning)
-        return leadsim.load_config("configs/default.toml", overrides={**SMALL, **extra})
-
-
-def sim(cfg):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", LeadsimWarning)
-        return leadsim.simulate(cfg, progress=False)
+    """test_decide's small config with a shorter pilot (tilted sampling)."""
+    return _small(**{"simulation.pilot_draws": 128, **extra})
 
 
 @pytest.fixture(scope="module")

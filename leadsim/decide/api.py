@@ -232,7 +232,7 @@ def decide(cfg: Config | str | os.PathLike[str] | None = None, *, baseline: str 
         progress = sys.stderr.isatty() and not os.environ.get("CI")
     with threads(cfg.simulation.threads):  # numba threads as in a run (never changes a result)
         # one tilt (the config's own pilot) for every variant: all options on the same systematic draws
-        ev = Evaluator(variants, options, tilt=prepare(cfg).tilt)
+        ev = Evaluator(variants, options, tilt=None if cfg.simulation.sampling == "plain" else prepare(cfg).tilt)
         switch_info = {o.name: _choose_thresholds(ev, o, criterion, lam, alpha) for o in options
                        if o.track == "switch"}
         paths = ev.all_paths(0.0)

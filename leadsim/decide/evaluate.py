@@ -249,8 +249,9 @@ class Evaluator:
                  tilt: np.ndarray | None = None):
         self.variants = variants
         self.options = list(options)
-        if tilt is None:
-            tilt = prepare(next(iter(variants.values())).cfg).tilt
+        first = next(iter(variants.values())).cfg
+        if tilt is None and first.simulation.sampling != "plain":
+            tilt = prepare(first).tilt
         self.inputs = {name: prepare(v.cfg, tilt) for name, v in variants.items()}
         self.pools: dict[str, CostPool] = {}
         self.kernel_passes = 0
