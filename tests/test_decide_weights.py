@@ -219,3 +219,12 @@ def test_decision_text_and_page_say_how_the_draws_were_sampled(tilted):
     head = decide_text(tilted).splitlines()[0]
     assert f"tilted sampling, weighted (effective draws {eff:,.0f})" in head
     assert "tilted sampling" in decide_html(tilted)
+
+
+def test_a_tilt_aimed_at_professional_still_compares_with_mssp():
+    """``simulation.tilt_track = "professional"`` is not a track of MSSP: the comparator drops it (the tilt is the
+    config's own for every pass anyway), and the kernel passes are still shared as without a tilt track."""
+    cfg = small(**{"simulation.sampling": "tilted", "simulation.tilt_track": "professional"})
+    d = decide(cfg, break_even=False, progress=False)
+    assert d.attrs["kernel_passes"] == 3 and "mssp_enhanced" in d.option.values
+    np.testing.assert_array_equal(d.weight.values, sim(cfg).weight.values)
