@@ -189,9 +189,10 @@ def test_qmc_decision_batches_its_standard_errors_by_replicate():
 @pytest.mark.slow
 def test_tilted_and_plain_decisions_agree_within_their_standard_errors():
     """The same decision sampled plainly and tilted (independent draws: the tilted draws are shifted): mean,
-    P(loss), TVaR 99% and both break-even effects of the LEAD tracks agree within 3.5 combined SEs, and the tilted
-    TVaR 99% error is the smaller one."""
-    over = {"simulation.draws": 1500, "aco.beneficiaries": 1000, "simulation.chunk_draws": 250,
+    P(loss), TVaR 99% and both break-even effects of the LEAD tracks agree within 3.5 combined SEs (measured: z
+    <= 1.3), and the tilted TVaR 99% error of the track the tilt aims at is well below the plain one (measured 3.4x;
+    with 1,000 beneficiaries the beneficiary-level noise, which tilting leaves alone, dominates the tail)."""
+    over = {"simulation.draws": 1200, "aco.beneficiaries": 5000, "simulation.chunk_draws": 200,
             "simulation.pilot_draws": 256}
     plain = decide(small(**over), comparators=[], stop_loss=False, progress=False)
     tilt = decide(small(**over, **{"simulation.sampling": "tilted"}), comparators=[], stop_loss=False,
@@ -208,7 +209,7 @@ def test_tilted_and_plain_decisions_agree_within_their_standard_errors():
         z = np.abs((a - b).values) / np.sqrt(sa.values**2 + sb.values**2)
         assert np.all(z < 3.5), (name, z)
     g = dict(option="lead_global", level=0.99)
-    assert float(tilt.TVaR_se.sel(**g)) < float(plain.TVaR_se.sel(**g))
+    assert float(tilt.TVaR_se.sel(**g)) < 0.6 * float(plain.TVaR_se.sel(**g))
 
 
 def test_decision_text_and_page_say_how_the_draws_were_sampled(tilted):
