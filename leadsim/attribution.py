@@ -125,7 +125,8 @@ def source_runs(cfg: Config, draws: int | None = None) -> xr.Dataset:
     ------
     ConfigError
         When stop-loss or truncation is the outlier rule (``policy.stop_loss``): the method relies on spending
-        being linear in the cost level.
+        being linear in the cost level; when ``simulation.sampling`` is not ``"plain"``: the method treats the
+        draws as equally weighted and independent (tilted weights and QMC replicates are not carried).
 
     Notes
     -----
@@ -151,10 +152,17 @@ def source_runs(cfg: Config, draws: int | None = None) -> xr.Dataset:
     if draws is not None:
         cfg = cfg.model_copy(update={"simulation": cfg.simulation.model_copy(update={"draws": n})})
     k = len(SOURCES)
+    problems = []
     if cfg.policy.stop_loss.enabled or cfg.policy.stop_loss.truncates:
-        raise ConfigError(["policy.stop_loss: variance attribution supports configs without stop-loss or "
-                           "truncation (spending must be linear in the cost level); set "
-                           "policy.stop_loss.enabled = false and no truncation_cap/truncation_percentile"])
+        problems.append("policy.stop_loss: variance attribution supports configs without stop-loss or "
+                        "truncation (spending must be linear in the cost level); set "
+                        "policy.stop_loss.enabled = false and no truncation_cap/truncation_percentile")
+    if cfg.simulation.sampling != "plain":
+        problems.append(f"simulation.sampling = {cfg.simulation.sampling!r}: variance attribution supports only "
+                        "'plain' (its Shapley values, conditional means and bootstrap treat the draws as equally "
+                        "weighted and independent); set simulation.sampling = \"plain\"")
+    if problems:
+        raise ConfigError(problems)
     with threads(cfg.simulation.threads):
         inputs = prepare(cfg)
         model = inputs.model

@@ -50,16 +50,19 @@ class RunInputs:
     parameter_sets: tuple[tuple[Config, RunInputs], ...] = ()
 
 
-def prepare(cfg: Config) -> RunInputs:
+def prepare(cfg: Config, tilt: np.ndarray | None = None) -> RunInputs:
     """Build the cost model and the prices the ledger needs (once per run; tables are cached).
 
+    ``tilt`` (tilted or rotated-QMC sampling only) replaces the config's own pilot tilt (:func:`tilt_vector`):
+    ``leadsim decide`` passes one tilt to every policy variant so that all of them see the same draws.
     With ``simulation.parameter_draws`` also those of every parameter set (each set's tables are built once
     per run here, and kept in the table cache across runs), see :mod:`leadsim.model.parameter_sets`; the sets
     share the base config's systematic variates (and tilt), so they need no pilot of their own.
     """
     inputs = _untilted_inputs(cfg)
     if _needs_pilot(cfg):
-        inputs = dataclasses.replace(inputs, tilt=tilt_vector(cfg, inputs))
+        vec = tilt_vector(cfg, inputs) if tilt is None else np.asarray(tilt, dtype=float).copy()
+        inputs = dataclasses.replace(inputs, tilt=vec)
     if cfg.simulation.parameter_draws:
         inputs = dataclasses.replace(inputs, parameter_sets=tuple((c, _untilted_inputs(c))
                                                                   for c in parameter_set_configs(cfg)))

@@ -144,6 +144,24 @@ def test_stop_loss_is_refused_before_any_work():
         source_runs(_cfg(**{"policy.preset": "mssp_enhanced"}))
 
 
+@pytest.mark.parametrize("mode", ["tilted", "qmc"])
+def test_weighted_or_batched_sampling_is_refused_before_any_work(mode, monkeypatch):
+    """Shapley values over one set of draws assume plain ones: tilted weights and QMC replicates are refused by
+    name before any kernel or pilot run, in the API and with exit code 2 in the CLI."""
+    import leadsim.attribution as A
+
+    def no_work(*args, **kwargs):  # pragma: no cover - reached only if the check came too late
+        raise AssertionError("work started before the sampling check")
+
+    monkeypatch.setattr(A, "prepare", no_work)
+    with pytest.raises(ConfigError, match=r"simulation\.sampling = '" + mode + r"'.*only 'plain'"):
+        source_runs(_cfg(**{"simulation.sampling": mode}))
+    with pytest.raises(ConfigError, match=r"policy\.stop_loss.*\n.*simulation\.sampling") as err:
+        source_runs(_cfg(**{"simulation.sampling": mode, "policy.stop_loss.enabled": True}))
+    assert "plain" in str(err.value)
+    assert main(["attribute", "configs/default.toml", "--draws", "30", "--set", f"simulation.sampling={mode}"]) == 2
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Command line and report
 # ---------------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from leadsim._version import __version__
-from leadsim.analysis.risk import drawdown
+from leadsim.analysis.risk import Design, drawdown, sample_design
 from leadsim.config import Config, load_config
 from leadsim.decide import metrics
 from leadsim.decide.breakeven import BRACKET, BREAK_EVEN, solve
@@ -66,19 +66,21 @@ def _check_args(options: list[Option], baseline: str | None, criterion: str, lam
     return baseline
 
 
-def _score(cum: np.ndarray, dd: np.ndarray, fg: float, criterion: str, lam: float, alpha: float) -> np.ndarray:
-    """The criterion of each column of per-draw ten-year results (higher is better)."""
-    mean = metrics.estimate(cum, "mean")
+def _score(cum: np.ndarray, dd: np.ndarray, fg: float, criterion: str, lam: float, alpha: float,
+           design: Design | None = None) -> np.ndarray:
+    """The criterion of each column of per-draw ten-year results (higher is better), under the draws' design."""
+    mean = metrics.estimate(cum, "mean", design=design)
     if criterion == "mean_tvar":
-        return metrics.criterion(mean, metrics.estimate(cum, "TVaR", p=0.99), lam).value
-    p = metrics.estimate((dd > fg).astype(float), "prob").value
+        return metrics.criterion(mean, metrics.estimate(cum, "TVaR", p=0.99, design=design), lam).value
+    p = metrics.estimate((dd > fg).astype(float), "prob", design=design).value
     # feasible columns by their mean; infeasible ones below every feasible one, least infeasible first
     return np.where(p <= alpha, mean.value, -1e300 * (1.0 + p))
 
 
 def _switch_curve(stay: Paths, move: Paths, rate4: np.ndarray, thresholds: np.ndarray, rate: float, fg: float,
-                  criterion: str, lam: float, alpha: float, rows: np.ndarray) -> np.ndarray:
-    """The criterion of the switch rule at each threshold, on the draws ``rows``."""
+                  criterion: str, lam: float, alpha: float, rows: np.ndarray,
+                  design: Design | None = None) -> np.ndarray:
+    """The criterion of the switch rule at each threshold, on the draws ``rows`` (``design``: of all draws)."""
     cums, dds = [], []
     disc = (1.0 + rate) ** -np.arange(stay.net.shape[1])
     for tau in thresholds:
@@ -86,7 +88,8 @@ def _switch_curve(stay: Paths, move: Paths, rate4: np.ndarray, thresholds: np.nd
                            Paths(move.net[rows], move.cash[rows], move.cum[rows]), rate4[rows] > tau, rate)
         cums.append(p.cum)
         dds.append(drawdown(p.net, disc))
-    return _score(np.stack(cums, axis=1), np.stack(dds, axis=1), fg, criterion, lam, alpha)
+    return _score(np.stack(cums, axis=1), np.stack(dds, axis=1), fg, criterion, lam, alpha,
+                  metrics.subset(design, rows))
 
 
 def _choose_thresholds(ev: Evaluator, option: Option, criterion: str, lam: float,
@@ -98,7 +101,8 @@ def _choose_thresholds(ev: Evaluator, option: Option, criterion: str, lam: float
     Choosing the best of many thresholds on the draws that then measure it flatters the rule (optimisation bias).
     The draws are split into two halves (even and odd positions); the threshold chosen on one half is applied to
     the other, so every draw's result comes from a rule chosen without it. The threshold reported as the choice
-    is the one that is best on all draws.
+    is the one that is best on all draws. Under tilted sampling the criterion of each half is the weighted one
+    of its draws, and the share of draws that move is the weighted share.
     """
     cfg = ev.variants[option.variant].cfg
     stay, move, rate4 = ev.switch_parts(option.variant, ev.settle(option.variant))
@@ -106,20 +110,20 @@ def _choose_thresholds(ev: Evaluator, option: Option, criterion: str, lam: float
     fg = financial_guarantee(cfg)
     n = stay.cum.shape[0]
     idx = np.arange(n)
-    curve = _switch_curve(stay, move, rate4, SWITCH_THRESHOLDS, rate, fg, criterion, lam, alpha, idx)
+    curve = _switch_curve(stay, move, rate4, SWITCH_THRESHOLDS, rate, fg, criterion, lam, alpha, idx, ev.design)
     best = float(SWITCH_THRESHOLDS[int(np.argmax(curve))])
     per_draw = np.full(n, best)
     halves = (idx[0::2], idx[1::2])
     chosen = []
     if n >= 4:
         for fit, apply in (halves, halves[::-1]):
-            c = _switch_curve(stay, move, rate4, SWITCH_THRESHOLDS, rate, fg, criterion, lam, alpha, fit)
+            c = _switch_curve(stay, move, rate4, SWITCH_THRESHOLDS, rate, fg, criterion, lam, alpha, fit, ev.design)
             tau = float(SWITCH_THRESHOLDS[int(np.argmax(c))])
             per_draw[apply] = tau
             chosen.append(tau)
     ev.thresholds[option.name] = per_draw
     return {"curve": curve, "best": best, "halves": np.array(chosen or [best, best]),
-            "share": float(np.mean(rate4 > per_draw))}
+            "share": float(metrics.weighted_mean(rate4 > per_draw, ev.design))}
 
 
 def _break_even(ev: Evaluator, progress: bool) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, float]]:
@@ -129,7 +133,7 @@ def _break_even(ev: Evaluator, progress: bool) -> tuple[dict[str, tuple[np.ndarr
     pending = list(ev.options)
     for round_ in range(BREAK_EVEN_ROUNDS + 1):
         for o in pending:
-            be = solve(lambda d, o=o: ev.paths(o, d).cum, n, BRACKET)
+            be = solve(lambda d, o=o: ev.paths(o, d).cum, n, BRACKET, design=ev.design)
             out[o.name] = (be.value, be.se)
         targets: dict[str, list[float]] = {}
         for o in ev.options:
@@ -202,12 +206,15 @@ def decide(cfg: Config | str | os.PathLike[str] | None = None, *, baseline: str 
         cumulative cash position), ``criterion_value``, ``rank``, the paired differences ``diff_*`` against the
         baseline, ``break_even_effect`` (option, criterion), the switch rule's ``switch_*`` figures; every
         estimate with a ``*_se`` partner. Per draw: ``cumulative_settlement``, ``net_settlement``,
-        ``cash_settlement``, ``reserve_need``.
+        ``cash_settlement``, ``reserve_need``, ``weight`` (and ``replicate`` under QMC); attr ``sampling``.
 
     Notes
     -----
     Options whose cost model is the same settle against one kernel pass (keyed draws make this exact); stop-loss
     election and MSSP truncation change the outlier relief the kernel computes, so they have their own pass.
+    Under ``simulation.sampling = "tilted"`` (or ``"qmc"``) every kernel pass uses the tilt of the config's own
+    pilot, so all options share the systematic draws and their weights; every estimate is the weighted one and
+    every standard error the design-based one of :func:`leadsim.analysis.risk.design_se`.
     Methods and choices are in ``docs/design.md`` ("Decisions"); the ledger in ``docs/methodology.md``.
 
     Examples
@@ -224,7 +231,8 @@ def decide(cfg: Config | str | os.PathLike[str] | None = None, *, baseline: str 
     if progress is None:
         progress = sys.stderr.isatty() and not os.environ.get("CI")
     with threads(cfg.simulation.threads):  # numba threads as in a run (never changes a result)
-        ev = Evaluator(variants, options)
+        # one tilt (the config's own pilot) for every variant: all options on the same systematic draws
+        ev = Evaluator(variants, options, tilt=None if cfg.simulation.sampling == "plain" else prepare(cfg).tilt)
         switch_info = {o.name: _choose_thresholds(ev, o, criterion, lam, alpha) for o in options
                        if o.track == "switch"}
         paths = ev.all_paths(0.0)
@@ -247,20 +255,20 @@ def _dataset(cfg: Config, ev: Evaluator, options: list[Option], paths: dict[str,
     fg = np.array([financial_guarantee(ev.variants[o.variant].cfg) for o in options])
     base = names.index(baseline)
 
-    mean = metrics.estimate(cum, "mean")
-    p_loss = metrics.estimate(cum, "p_loss")
-    beyond = metrics.estimate((dd > fg[None, :]).astype(float), "prob")
-    var = [metrics.estimate(cum, "VaR", p) for p in LEVELS]
-    tv = [metrics.estimate(cum, "TVaR", p) for p in LEVELS]
-    res = [metrics.estimate(-need, "VaR", p) for p in LEVELS]   # the p-quantile of the need (loss side of -need)
+    design = ev.design                                           # weights (tilted) and replicates (qmc)
+    mean = metrics.estimate(cum, "mean", design=design)
+    p_loss = metrics.estimate(cum, "p_loss", design=design)
+    beyond = metrics.estimate((dd > fg[None, :]).astype(float), "prob", design=design)
+    var = [metrics.estimate(cum, "VaR", p, design) for p in LEVELS]
+    tv = [metrics.estimate(cum, "TVaR", p, design) for p in LEVELS]
+    res = [metrics.estimate(-need, "VaR", p, design) for p in LEVELS]  # p-quantile of the need (loss side of -need)
     crit = metrics.criterion(mean, tv[0], lam)
     value = crit.value if criterion == "mean_tvar" else mean.value
     value_se = crit.se if criterion == "mean_tvar" else mean.se
     ranks = metrics.rank(criterion, value, mean.value, beyond.value, alpha)
 
     def vs_base(e: metrics.Estimate) -> tuple[np.ndarray, np.ndarray]:
-        b = metrics.Estimate(e.value[base], e.se[base], e.influence[:, base])
-        return metrics.paired(e, b)
+        return metrics.paired(e, e.column(base))
 
     o_dims, ol = ("option",), ("option", "level")
     data: dict[str, tuple] = {
@@ -304,9 +312,7 @@ def _dataset(cfg: Config, ev: Evaluator, options: list[Option], paths: dict[str,
         sw["switch_threshold_a"][i], sw["switch_threshold_b"][i] = info["halves"]
         sw["switch_share"][i] = info["share"]
         for key, est in (("mean", mean), ("criterion", c_all)):
-            a = metrics.Estimate(est.value[i], est.se[i], est.influence[:, i])
-            b = metrics.Estimate(est.value[stay], est.se[stay], est.influence[:, stay])
-            d, s = metrics.paired(a, b)
+            d, s = metrics.paired(est.column(i), est.column(stay))
             sw[f"switch_value_{key}"][i], sw[f"switch_value_{key}_se"][i] = d, s
         curve[i] = np.where(info["curve"] > -1e299, info["curve"], np.nan)
     for key, v in sw.items():
@@ -316,6 +322,10 @@ def _dataset(cfg: Config, ev: Evaluator, options: list[Option], paths: dict[str,
     data["net_settlement"] = (("draw", "year", "option"), net)
     data["cash_settlement"] = (("draw", "year", "option"), cash)
     data["reserve_need"] = (("draw", "option"), need)
+    base_costs = ev.pools[next(iter(ev.pools))].base
+    data["weight"] = (("draw",), np.ones(cum.shape[0]) if base_costs.weight is None else base_costs.weight)
+    if base_costs.replicate is not None:
+        data["replicate"] = (("draw",), base_costs.replicate.astype(np.int64))
 
     ds = xr.Dataset(
         {k_: xr.Variable(*v) for k_, v in data.items()},
@@ -336,7 +346,7 @@ def _dataset(cfg: Config, ev: Evaluator, options: list[Option], paths: dict[str,
         leadsim_version=__version__, seed=int(cfg.simulation.seed), n_draws=int(cum.shape[0]),
         aco_name=cfg.aco.name, policy_name=cfg.policy.name, baseline=baseline, ranking_criterion=criterion,
         criterion_lambda=float(lam), criterion_alpha=float(alpha), kernel_passes=int(ev.kernel_passes),
-        switch_after_years=SWITCH_AFTER, discount_rate=float(rate),
+        switch_after_years=SWITCH_AFTER, discount_rate=float(rate), sampling=cfg.simulation.sampling,
         sign_convention="settlement positive to the ACO; VaR/TVaR/reserve positive = loss or capital; "
                         "break-even effect -0.03 = spending 3% below what it would otherwise be",
         config=cfg.to_toml(),
@@ -362,6 +372,8 @@ _DESCRIPTIONS = {
     "switch_value_criterion": ("USD", "criterion gain of the switch option over staying on Professional"),
     "switch_criterion": ("USD", "criterion of the switch rule by threshold (all draws, in-sample)"),
     "reserve_need": ("USD", "capital the draw needs for its worst cumulative cash position at a settlement"),
+    "weight": ("1", "likelihood-ratio weight of the draw (tilted sampling; 1 otherwise), the same for every option"),
+    "replicate": ("1", "randomization replicate of the draw (qmc sampling): the batch of the standard errors"),
 }
 
 
@@ -408,7 +420,9 @@ def run_break_even(ds: xr.Dataset) -> tuple[dict[str, tuple[np.ndarray, np.ndarr
     def arr(name: str) -> np.ndarray:
         return sub[name].transpose("draw", "year", *[d for d in sub[name].dims if d not in ("draw", "year")]).values
 
-    inputs = prepare(cfg)
+    stored = ds.attrs.get("tilt_shift", ds.attrs.get("qmc_direction"))  # the run's own tilt: no second pilot
+    inputs = prepare(cfg, None if stored is None else np.atleast_1d(np.asarray(stored, dtype=float)))
+    design = sample_design(sub)                                        # weights (tilted) and replicates (qmc)
     sl = cfg.policy.stop_loss
     mm = arr("member_months").astype(float)
     payout = arr("stop_loss_payout").astype(float) / (sl.neutrality if sl.enabled else 1.0)
@@ -432,6 +446,6 @@ def run_break_even(ds: xr.Dataset) -> tuple[dict[str, tuple[np.ndarray, np.ndarr
 
     out = {}
     for i, t in enumerate(tracks):
-        be = solve(lambda d, i=i: cum_at(d, i), n, BRACKET, RUN_BREAK_EVEN_TOL)
+        be = solve(lambda d, i=i: cum_at(d, i), n, BRACKET, RUN_BREAK_EVEN_TOL, design)
         out[t] = (be.value, be.se)
     return out, relief == RELIEF_NONE, n

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
-from leadsim.decide.metrics import estimate
+from leadsim.analysis.risk import Design
+from leadsim.decide.metrics import estimate, weighted_mean
 
 __all__ = ["BRACKET", "BREAK_EVEN", "TOL", "BreakEven", "draw_roots", "solve"]
 
@@ -79,7 +80,7 @@ def draw_roots(cum_at: Callable[[np.ndarray], np.ndarray], n: int,
 
 
 def solve(cum_at: Callable[[float | np.ndarray], np.ndarray], n: int,
-          bracket: tuple[float, float] = BRACKET, tol: float = TOL) -> BreakEven:
+          bracket: tuple[float, float] = BRACKET, tol: float = TOL, design: Design | None = None) -> BreakEven:
     """Both break-even effects of one option with their standard errors.
 
     Parameters
@@ -91,6 +92,9 @@ def solve(cum_at: Callable[[float | np.ndarray], np.ndarray], n: int,
         Number of draws.
     tol : float
         Precision of the roots.
+    design : Design, optional
+        Weights and batches of the draws (tilted or QMC sampling, :func:`leadsim.analysis.risk.sample_design`);
+        ``None`` is plain Monte Carlo.
 
     Returns
     -------
@@ -104,19 +108,31 @@ def solve(cum_at: Callable[[float | np.ndarray], np.ndarray], n: int,
     ``m'`` a central difference on the same draws (exact common random numbers, so no extra noise).
     ``p_loss_half``: the median of the per-draw roots of :func:`draw_roots`, with the quantile standard error of
     :func:`leadsim.decide.metrics.estimate` (Siddiqui sparsity, as for VaR).
+
+    Under a weighted ``design`` (``docs/design.md``, "Sampling and weights") ``m`` is the weighted mean
+    ``sum w_i cum_i / sum w``, ``se(m)`` is :func:`~leadsim.analysis.risk.design_se` of its influence values,
+    and P(ten-year loss at ``delta``) is the weighted share of draws with ``delta_i < delta``, so the
+    ``p_loss_half`` root is the weighted median of the ``delta_i`` (the first sorted root whose cumulative
+    weight share reaches 1/2) with the weighted-quantile standard error.
     """
     lo, hi = bracket
     value = np.full(2, np.nan)
     se = np.full(2, np.nan)
-    m_lo, m_hi = float(np.mean(cum_at(lo))), float(np.mean(cum_at(hi)))
+    if design is not None and design.weight is None and design.batch is None:
+        design = None
+
+    def m(d: float) -> float:
+        return float(np.mean(cum_at(d)) if design is None else weighted_mean(cum_at(d), design))
+
+    m_lo, m_hi = m(lo), m(hi)
     if m_lo > 0 > m_hi:
-        root = brentq(lambda d: float(np.mean(cum_at(d))), lo, hi, xtol=tol)
-        slope = (float(np.mean(cum_at(root + _STEP))) - float(np.mean(cum_at(root - _STEP)))) / (2 * _STEP)
-        se_m = float(estimate(cum_at(root), "mean").se)
+        root = brentq(m, lo, hi, xtol=tol)
+        slope = (m(root + _STEP) - m(root - _STEP)) / (2 * _STEP)
+        se_m = float(estimate(cum_at(root), "mean", design=design).se)
         value[0] = root
         se[0] = se_m / abs(slope) if slope != 0 else np.nan
     roots = draw_roots(lambda d: cum_at(d), n, bracket, tol)
-    med = estimate(roots, "VaR", p=0.5)  # loss-side VaR at 0.5 is minus the median
+    med = estimate(roots, "VaR", p=0.5, design=design)  # loss-side VaR at 0.5 is minus the (weighted) median
     median = -float(med.value)
     if lo < median < hi:
         value[1] = median

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from leadsim.analysis.risk import Design
 from leadsim.config import Config, chunk_bounds, per_year
 from leadsim.decide.options import SWITCH_AFTER, Option, Variant
 from leadsim.engine import ChunkCosts, RunInputs, chunk_costs, prepare, settle_chunk, stop_loss_charge_pbpm
@@ -35,8 +36,13 @@ def _concat(parts: list[ChunkCosts]) -> ChunkCosts:
     names = list(parts[0].fields)
     out = np.concatenate([np.stack([p.fields[k] for k in names], axis=-1) for p in parts])
     fields = {k: out[..., i] for i, k in enumerate(names)}
+    def cat(name: str) -> np.ndarray | None:
+        vals = [getattr(p, name) for p in parts]
+        return None if any(v is None for v in vals) else np.concatenate(vals)
+
     return ChunkCosts(np.concatenate([p.draws for p in parts]), macro, fields, fields["member_months"],
-                      np.concatenate([p.risk_score for p in parts]), np.concatenate([p.spending_pbpm for p in parts]))
+                      np.concatenate([p.risk_score for p in parts]), np.concatenate([p.spending_pbpm for p in parts]),
+                      cat("weight"), cat("replicate"))
 
 
 def kernel_pass(cfg: Config, inputs: RunInputs, factor: float = 1.0, progress: object | None = None) -> ChunkCosts:
@@ -155,7 +161,24 @@ class CostPool:
         with np.errstate(divide="ignore", invalid="ignore"):
             spend = np.where(b.member_months > 0, truncated / b.member_months, np.nan)
         fields = dict(b.fields, expenditure=expenditure, stop_loss_payout=payout)
-        return ChunkCosts(b.draws, b.macro, fields, b.member_months, b.risk_score, spend)
+        return ChunkCosts(b.draws, b.macro, fields, b.member_months, b.risk_score, spend, b.weight, b.replicate)
+
+
+def _pool_design(pools: list[CostPool]) -> Design:
+    """The design of the draws every pool ran on; an error (never a silently wrong pairing) if they differ."""
+    first = pools[0].base
+    for pool in pools[1:]:
+        b = pool.base
+        for name in ("weight", "replicate"):
+            u, v = getattr(first, name), getattr(b, name)
+            if (u is None) != (v is None) or (u is not None and not np.array_equal(u, v)):
+                raise RuntimeError(f"kernel passes of one decision drew different {name}s: the options would not "
+                                   "share common random numbers")
+    w = first.weight
+    if w is not None and np.all(w == 1.0):
+        w = None
+    return Design(None if w is None else np.asarray(w, dtype=float),
+                  None if first.replicate is None else np.asarray(first.replicate, dtype=np.int64))
 
 
 @dataclass(frozen=True)
@@ -202,12 +225,34 @@ def compose_switch(stay: Paths, move: Paths, fire: np.ndarray, rate: float, afte
 
 
 class Evaluator:
-    """Options of a decision settled on common draws, at any spending change ``delta``."""
+    """Options of a decision settled on common draws, at any spending change ``delta``.
 
-    def __init__(self, variants: dict[str, Variant], options: Iterable[Option], progress: object | None = None):
+    Parameters
+    ----------
+    variants, options
+        From :func:`leadsim.decide.options.build_options`.
+    progress : optional
+        A progress bar updated by the kernel passes.
+    tilt : ndarray, optional
+        The tilt (``sampling = "tilted"``) or QMC rotation direction (``qmc_rotate``) every variant's kernel
+        passes use; default the pilot tilt of the first variant. One tilt for all variants keeps the systematic
+        draws, and so the weights, the same for every option (common random numbers): each variant's own pilot
+        would aim at its own policy's tail and give other draws.
+
+    Attributes
+    ----------
+    design : Design
+        The weights (tilted) and QMC replicates of the draws, the same for every option (trivial when plain).
+    """
+
+    def __init__(self, variants: dict[str, Variant], options: Iterable[Option], progress: object | None = None,
+                 tilt: np.ndarray | None = None):
         self.variants = variants
         self.options = list(options)
-        self.inputs = {name: prepare(v.cfg) for name, v in variants.items()}
+        first = next(iter(variants.values())).cfg
+        if tilt is None and first.simulation.sampling != "plain":
+            tilt = prepare(first).tilt
+        self.inputs = {name: prepare(v.cfg, tilt) for name, v in variants.items()}
         self.pools: dict[str, CostPool] = {}
         self.kernel_passes = 0
         for name, v in variants.items():
@@ -216,6 +261,7 @@ class Evaluator:
                 self.kernel_passes += 1
                 self.pools[v.cost_key] = CostPool(v.cfg, self.inputs[name], base,
                                                   {0.0: base.fields["stop_loss_payout"]})
+        self.design = _pool_design(list(self.pools.values()))
         self.thresholds: dict[str, np.ndarray] = {}  # switch option name -> per-draw threshold
         # the stop-loss charge by spending change, per variant (priced once per kernel pass, not per settlement)
         self.charges: dict[str, dict[float, np.ndarray]] = {

@@ -58,7 +58,8 @@ def cost_key(cfg: Config) -> str:
     policy, only the outlier relief: whether stop-loss is elected and its bands, or the truncation rule.
     Tracks, benchmark, sharing, settlement terms and the stop-loss price (``loading``, ``neutrality``,
     ``basis``) act in the ledger, so policies that differ only there settle against one kernel pass; keyed
-    draws make that reuse exact (``docs/design.md``, "Decisions").
+    draws make that reuse exact (``docs/design.md``, "Decisions"). The keys that only choose the pilot's tilt
+    (:data:`_PILOT_ONLY`) are left out: a decision gives every pass the tilt of the config's own pilot.
     """
     data = cfg.to_dict()
     sl = dict(data["policy"]["stop_loss"])
@@ -71,9 +72,14 @@ def cost_key(cfg: Config) -> str:
     else:
         sl = {"relief": "none"}
     data["policy"] = {"stop_loss": sl}
-    data["simulation"].pop("threads", None)
-    data["simulation"].pop("chunk_draws", None)
+    for k in ("threads", "chunk_draws", *_PILOT_ONLY):
+        data["simulation"].pop(k, None)
     return json.dumps(data, sort_keys=True)
+
+
+_PILOT_ONLY = ("tilt_track", "tilt_level", "pilot_draws")
+"""Simulation keys that only choose the pilot's tilt: a decision computes the tilt once, from the config's own
+pilot, and gives it to every kernel pass (:class:`leadsim.decide.evaluate.Evaluator`), so they never change a pass."""
 
 
 def _family(preset: str | None) -> str:
@@ -132,7 +138,9 @@ def build_options(cfg: Config, comparators: Sequence[str] = COMPARATORS, stop_lo
     for preset in comparators:
         if preset == cfg.policy.preset:
             continue
-        vcfg = _variant(cfg, {"policy.preset": preset, "policy.stop_loss.enabled": False})
+        # the tilt comes from the config's own pilot: its tilt_track need not be a track of the comparator
+        vcfg = _variant(cfg, {"policy.preset": preset, "policy.stop_loss.enabled": False,
+                              **({"simulation.tilt_track": None} if cfg.simulation.tilt_track else {})})
         name = _family(preset)
         while name in variants:
             name += "_"
