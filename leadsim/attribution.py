@@ -161,6 +161,10 @@ def source_runs(cfg: Config, draws: int | None = None) -> xr.Dataset:
         problems.append(f"simulation.sampling = {cfg.simulation.sampling!r}: variance attribution supports only "
                         "'plain' (its Shapley values, conditional means and bootstrap treat the draws as equally "
                         "weighted and independent); set simulation.sampling = \"plain\"")
+    if cfg.simulation.parameter_draws:
+        problems.append("simulation.parameter_draws = true: variance attribution simulates one parameter set (its "
+                        "sources are process risks); set simulation.parameter_draws = false to attribute the risk "
+                        "under the base parameters (the run summary gives the parameter-risk share)")
     if problems:
         raise ConfigError(problems)
     with threads(cfg.simulation.threads):

@@ -162,6 +162,20 @@ def test_weighted_or_batched_sampling_is_refused_before_any_work(mode, monkeypat
     assert main(["attribute", "configs/default.toml", "--draws", "30", "--set", f"simulation.sampling={mode}"]) == 2
 
 
+def test_parameter_draws_are_refused_before_any_work(monkeypatch):
+    """The attribution simulates the base parameters only: a config whose draws use fitted parameter sets would
+    otherwise be attributed as if it had none (a number for another model), so it is refused by name."""
+    import leadsim.attribution as A
+
+    def no_work(*args, **kwargs):  # pragma: no cover - reached only if the check came too late
+        raise AssertionError("work started before the parameter-draws check")
+
+    monkeypatch.setattr(A, "prepare", no_work)
+    cfg = _cfg(**{"simulation.parameter_draws": True, "parameter_sets": [{"aged_disabled": {"sigma": 1.4}}]})
+    with pytest.raises(ConfigError, match=r"simulation\.parameter_draws = true: variance attribution"):
+        source_runs(cfg)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Command line and report
 # ---------------------------------------------------------------------------------------------------------

@@ -237,3 +237,11 @@ def test_cli_run_with_scenario_records_it(tmp_path, capsys):
     assert cfg.scenario == "pandemic" and cfg.trend.national_shock == [0.0, 0.0, 0.0, -0.09, 0.08]
     assert "scenario = pandemic" in ds.attrs["assumptions"]
     assert "trend.national_shock = [0.0, 0.0, 0.0, -0.09, 0.08]" in ds.attrs["assumptions"]
+
+
+def test_cli_decide_with_scenario_names_it(capsys):
+    """A decision under a stress scenario says so in its header (and its dataset's attrs)."""
+    rc = main(["decide", "configs/default.toml", "--scenario", "forecast_miss", "--draws", "8", "--set",
+               "aco.beneficiaries=200", "--no-break-even", "--comparators", ""])
+    assert rc == 0
+    assert "| scenario forecast_miss |" in capsys.readouterr().out.splitlines()[0]

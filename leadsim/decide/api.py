@@ -347,6 +347,7 @@ def _dataset(cfg: Config, ev: Evaluator, options: list[Option], paths: dict[str,
         aco_name=cfg.aco.name, policy_name=cfg.policy.name, baseline=baseline, ranking_criterion=criterion,
         criterion_lambda=float(lam), criterion_alpha=float(alpha), kernel_passes=int(ev.kernel_passes),
         switch_after_years=SWITCH_AFTER, discount_rate=float(rate), sampling=cfg.simulation.sampling,
+        scenario=cfg.scenario or "",
         sign_convention="settlement positive to the ACO; VaR/TVaR/reserve positive = loss or capital; "
                         "break-even effect -0.03 = spending 3% below what it would otherwise be",
         config=cfg.to_toml(),

@@ -49,6 +49,12 @@ class Option:
     track: str
 
 
+def _label(policy_name: str, track: str) -> str:
+    """``"LEAD PY2027 Global"``; the track is not repeated when the policy's name already says it
+    (``"MSSP ENHANCED"``, not ``"MSSP ENHANCED Enhanced"``)."""
+    return policy_name if track.lower() in policy_name.lower().split() else f"{policy_name} {track.capitalize()}"
+
+
 def cost_key(cfg: Config) -> str:
     """A key equal for two configs exactly when the cohort kernel does the same work for both.
 
@@ -130,8 +136,7 @@ def build_options(cfg: Config, comparators: Sequence[str] = COMPARATORS, stop_lo
         vcfg = _variant(cfg, ov) if ov else cfg
         variants[name] = Variant(name, vcfg, cost_key(vcfg))
         tracks = list(vcfg.policy.tracks)
-        options.extend(Option(f"{name}_{t}", f"{vcfg.policy.name} {t.capitalize()}{suffix}", name, t)
-                       for t in tracks)
+        options.extend(Option(f"{name}_{t}", _label(vcfg.policy.name, t) + suffix, name, t) for t in tracks)
         if switch and {"global", "professional"} <= set(tracks) and vcfg.simulation.years > SWITCH_AFTER:
             options.append(Option(f"{name}_switch", f"{vcfg.policy.name} Professional {SWITCH_AFTER} years, "
                                                      f"then Global if the rule fires{suffix}", name, "switch"))
@@ -145,6 +150,5 @@ def build_options(cfg: Config, comparators: Sequence[str] = COMPARATORS, stop_lo
         while name in variants:
             name += "_"
         variants[name] = Variant(name, vcfg, cost_key(vcfg))
-        options.extend(Option(f"{name}_{t}", f"{vcfg.policy.name} {t.capitalize()}", name, t)
-                       for t in vcfg.policy.tracks)
+        options.extend(Option(f"{name}_{t}", _label(vcfg.policy.name, t), name, t) for t in vcfg.policy.tracks)
     return variants, options

@@ -58,14 +58,16 @@ def decide_text(ds: xr.Dataset) -> str:
     fg = ds["financial_guarantee"].values
     has_be = "break_even_effect" in ds
     lines = [
-        f"leadsim decide | {ds.attrs.get('aco_name', '')} | {ds.attrs['n_draws']:,} draws, seed {ds.attrs['seed']}, "
+        f"leadsim decide | {ds.attrs.get('aco_name', '')}"
+        f"{' | scenario ' + ds.attrs['scenario'] if ds.attrs.get('scenario') else ''} | "
+        f"{ds.attrs['n_draws']:,} draws, seed {ds.attrs['seed']}, "
         f"{ds.attrs['kernel_passes']} kernel passes | ten-year results in $M (positive = paid to the ACO), "
         f"+- Monte Carlo SE" + (f" | {_sampling_note(ds)}" if _sampling_note(ds) else ""),
         f"Ranking: {_criterion_text(ds)}; paired differences against {base}; financial guarantee "
         f"{money(float(fg[0]), 1e6, 'M', 2)}",
     ]
     head = (f"{'option':22}{'mean':>16}{'P(loss)':>9}{'VaR99':>9}{'TVaR99':>9}{'TVaR99.5':>9}{'P(>G)':>7}"
-            f"{'reserve99.5':>12}{'vs ' + base[:12]:>17}")
+            f"{'reserve99.5':>12}{'vs ' + base[:14]:>17}")
     if has_be:
         head += f"{'BE mean=0 %':>13}{'BE P=50% %':>13}"
     head += f"{'rank':>5}"
