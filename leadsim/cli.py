@@ -23,7 +23,6 @@ from leadsim.errors import ConfigError, DaskUnavailableError, LeadsimError, Lead
 from leadsim.io.sink import is_zarr_path
 
 if TYPE_CHECKING:  # pragma: no cover
-    import xarray as xr
 
     from leadsim.precision import Target
 
@@ -108,7 +107,7 @@ def summary_text(ds) -> str:
 
     Quantiles use the ``inverted_cdf`` method (the lower quantile) on the loss side (:mod:`leadsim.analysis.risk`).
     """
-    from leadsim.analysis.risk import HORIZON, sample_design, summarize, value_at_risk
+    from leadsim.analysis.risk import HORIZON, sample_design, sampling_note, summarize, value_at_risk
     from leadsim.io.schema import config_of
 
     tracks = [str(t) for t in ds["track"].values]
@@ -141,7 +140,7 @@ def summary_text(ds) -> str:
     lines = [
         f"leadsim {ds.attrs.get('leadsim_version', __version__)} | {ds.attrs.get('aco_name', '')} under "
         f"{ds.attrs.get('policy_name', '')}{f' | scenario {run_cfg.scenario}' if run_cfg.scenario else ''} | "
-        f"{n:,} draws, seed {ds.attrs.get('seed')}" + _sampling_note(ds, s),
+        f"{n:,} draws, seed {ds.attrs.get('seed')}" + (f" | {sampling_note(ds)}" if sampling_note(ds) else ""),
         f"PY{years[0]} mean benchmark {_money(bench0).strip()} (after discount and withhold; lowest track); "
         f"financial guarantee {_money(fg).strip()}; positive = paid to the ACO; cash owed = loss + recouped "
         "enhanced PCC advance",
@@ -180,15 +179,6 @@ def _break_even_lines(ds, tracks: list[str]) -> list[str]:
         note += f"; from the first {used:,} draws"
     lines.append(note + ")")
     return lines
-
-
-def _sampling_note(ds: xr.Dataset, s: xr.Dataset) -> str:
-    """``| tilted sampling, weighted (effective draws ...)`` for a run whose metrics are weighted or batched."""
-    mode = ds.attrs.get("sampling")
-    if not mode:
-        return ""
-    eff = s.attrs.get("effective_draws")
-    return f" | {mode} sampling" + (f", weighted (effective draws {eff:,.0f})" if mode == "tilted" and eff else "")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

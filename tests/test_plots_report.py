@@ -158,4 +158,5 @@ def test_figures_and_report_of_a_tilted_run_are_weighted(tmp_path):
     loss = -ds["cumulative_settlement"].sel(track="global").values
     np.testing.assert_allclose(p, [w[loss > v].sum() / w.sum() for v in x], rtol=1e-9, atol=1e-15)
     page = report.report_html(ds)
-    assert "tilted sampling: tables and figures are likelihood-ratio weighted" in page
+    assert "tilted sampling, weighted (effective draws" in page
+    assert "every table and figure uses the draws' weights" in page

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from leadsim._version import __version__
 from leadsim.analysis import plots
 from leadsim.analysis.formatting import money, percent
-from leadsim.analysis.risk import HORIZON, LEVELS, paired_difference, summarize
+from leadsim.analysis.risk import HORIZON, LEVELS, paired_difference, sampling_note, summarize
 from leadsim.atomic import atomic_path
 
 __all__ = ["attribution_html", "attribution_section", "compare_html", "compare_text", "report_html", "write_html"]
@@ -162,16 +162,10 @@ def _provenance_rows(ds: xr.Dataset) -> list[list[str]]:
     return rows
 
 
-def _sampling_note(ds: xr.Dataset, s: xr.Dataset) -> str:
-    """For a QMC or tilted run: estimates are weighted, standard errors weighted or batch means."""
-    mode = ds.attrs.get("sampling")
-    if not mode:
-        return ""
-    eff = s.attrs.get("effective_draws")
-    what = (f"tilted sampling: tables and figures are likelihood-ratio weighted (effective draws {eff:,.0f})"
-            if mode == "tilted" else
-            "randomized QMC: standard errors are batch means across the randomizations")
-    return f" · {html.escape(what)}"
+def _sampling_html(ds: xr.Dataset) -> str:
+    """`` · tilted sampling, weighted (...): every table and figure uses the draws' weights`` ("" if plain)."""
+    note = sampling_note(ds)
+    return f" · {html.escape(note)}: every table and figure uses the draws' weights" if note else ""
 
 
 def report_html(ds: xr.Dataset, source: str | None = None, levels: Sequence[float] = LEVELS,
@@ -202,7 +196,7 @@ def report_html(ds: xr.Dataset, source: str | None = None, levels: Sequence[floa
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p class='sub'>{ds.sizes['draw']:,} draws · seed {html.escape(str(ds.attrs.get('seed', '?')))} · "
              f"leadsim {html.escape(str(ds.attrs.get('leadsim_version', __version__)))}"
-             f"{' · ' + html.escape(source) if source else ''}{_sampling_note(ds, s)}</p>",
+             f"{' · ' + html.escape(source) if source else ''}{_sampling_html(ds)}</p>",
              "<p class='note'>Sign convention: settlement is positive when paid <b>to the ACO</b>, negative when "
              "owed to CMS. VaR and TVaR are on the <b>loss side</b> and reported as positive loss amounts: VaR "
              "99% is minus the 1% lower quantile of settlement (numpy <code>inverted_cdf</code>); TVaR 99% is the "

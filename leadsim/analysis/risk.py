@@ -62,6 +62,7 @@ __all__ = [
     "order_index",
     "paired_difference",
     "sample_design",
+    "sampling_note",
     "sparsity",
     "spread_se",
     "summarize",
@@ -801,6 +802,19 @@ def effective_draws(design: Design, n: int) -> float:
         return float(n)
     w = design.weight
     return float(w.sum() ** 2 / (w**2).sum())
+
+
+def sampling_note(ds: xr.Dataset) -> str:
+    """How a result's draws were sampled, for headers: ``""`` for plain draws, else e.g.
+    ``"tilted sampling, weighted (effective draws 812)"`` or ``"qmc sampling (SEs from 32 replicates)"``."""
+    mode = ds.attrs.get("sampling", "plain") or "plain"
+    if mode == "plain":
+        return ""
+    design = sample_design(ds)
+    if mode == "tilted":
+        return f"tilted sampling, weighted (effective draws {effective_draws(design, ds.sizes['draw']):,.0f})"
+    reps = 0 if design.batch is None else np.unique(design.batch).size
+    return f"{mode} sampling (SEs from {reps} replicates)"
 
 
 def _reduce_draws(da: xr.DataArray, p: float | Sequence[float], metric: str,

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from leadsim.analysis.formatting import money, percent
 from leadsim.analysis.report import _figure, _mse, _p, _page, _table
-from leadsim.analysis.risk import effective_draws, sample_design
+from leadsim.analysis.risk import sampling_note
 
 __all__ = ["DECIDE_FIGURES", "DECIDE_TABLES", "decide_html", "decide_text", "decision_figure", "switch_figure"]
 
@@ -39,18 +39,6 @@ def _criterion_text(ds: xr.Dataset) -> str:
     return (f"highest mean with P(worst cum. loss > guarantee) <= {ds.attrs['criterion_alpha']:.0%}")
 
 
-def _sampling_note(ds: xr.Dataset) -> str:
-    """``tilted sampling, weighted (effective draws 812)`` or ``qmc sampling (SEs from 32 replicates)``; "" if plain."""
-    mode = ds.attrs.get("sampling", "plain")
-    if mode == "plain":
-        return ""
-    design = sample_design(ds)
-    if mode == "tilted":
-        return f"tilted sampling, weighted (effective draws {effective_draws(design, ds.sizes['draw']):,.0f})"
-    reps = 0 if design.batch is None else np.unique(design.batch).size
-    return f"{mode} sampling (SEs from {reps} replicates)"
-
-
 def decide_text(ds: xr.Dataset) -> str:
     """One screen: each option's ten-year figures with standard errors, the paired difference against the
     baseline, the break-even effects, the ranking, and the switch rule."""
@@ -62,7 +50,7 @@ def decide_text(ds: xr.Dataset) -> str:
         f"{' | scenario ' + ds.attrs['scenario'] if ds.attrs.get('scenario') else ''} | "
         f"{ds.attrs['n_draws']:,} draws, seed {ds.attrs['seed']}, "
         f"{ds.attrs['kernel_passes']} kernel passes | ten-year results in $M (positive = paid to the ACO), "
-        f"+- Monte Carlo SE" + (f" | {_sampling_note(ds)}" if _sampling_note(ds) else ""),
+        f"+- Monte Carlo SE" + (f" | {sampling_note(ds)}" if sampling_note(ds) else ""),
         f"Ranking: {_criterion_text(ds)}; paired differences against {base}; financial guarantee "
         f"{money(float(fg[0]), 1e6, 'M', 2)}",
     ]
@@ -162,8 +150,8 @@ def decide_html(ds: xr.Dataset, source: str | None = None) -> str:
             f"kernel passes{', from ' + html.escape(source) if source else ''}; leadsim "
             f"{html.escape(str(ds.attrs['leadsim_version']))}. Ten-year results, positive = paid to the ACO; "
             "± Monte Carlo standard error. Ranking: " + html.escape(_criterion_text(ds)) + "."
-            + (f" Draws: {html.escape(_sampling_note(ds))}; every figure is weighted accordingly."
-               if _sampling_note(ds) else "") + "</p>",
+            + (f" Draws: {html.escape(sampling_note(ds))}; every figure is weighted accordingly."
+               if sampling_note(ds) else "") + "</p>",
             "<h2>Options</h2>",
             _table("decision", ["option", "description", "mean", "P(loss)", "VaR 99%", "TVaR 99%", "TVaR 99.5%",
                                 "P(worst cum. loss > guarantee)", "criterion", "rank"], rows, left=2, cls="wrap"),
