@@ -135,10 +135,10 @@ def interp(table: np.ndarray, p: int, z: float) -> float:
         t = 0.0
     elif t > n - 1.000001:
         t = n - 1.000001
-    i = int(t)
+    i = np.uint64(t)  # unsigned indices: no negative-index wraparound in the compiled code
     f = t - i
     a = table[p, i]
-    return a + f * (table[p, i + 1] - a)
+    return a + f * (table[p, i + np.uint64(1)] - a)
 
 
 @nb.njit(cache=True, inline="always")
@@ -333,8 +333,9 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
                     p = _ESRD
                 else:
                     p = _HN
+                pu = np.uint64(p)  # unsigned index (no wraparound code)
                 zn = e1
-                score = entrant_score[p]
+                score = entrant_score[pu]
                 mm = HALF_YEAR
                 factor = ENTRANT_EXPOSURE
             else:
@@ -344,40 +345,41 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
                         p = _ESRD
                     elif u_pop < esrd_rate + hn_rate:
                         p = _HN
+                pu = np.uint64(p)
                 zp = z[i]
-                zn = rho[p] * zp + rho_s[p] * e1
-                score = interp(prostab, p, zp)
-                if dies(k, base + _S_LATENT, r, ang, cos_a, beta[p] * zn, beta_s[p], death_c[p]):
+                zn = rho[pu] * zp + rho_s[pu] * e1
+                score = interp(prostab, pu, zp)
+                if dies(k, base + _S_LATENT, r, ang, cos_a, beta[pu] * zn, beta_s[pu], death_c[pu]):
                     died = True
                     mm = HALF_YEAR
-                    factor = death_mult[p]
+                    factor = death_mult[pu]
                 else:
                     mm = FULL_YEAR
                     factor = 1.0
-            if concurrent[p]:
+            if concurrent[pu]:
                 nu = normals(word(k, base + _S_SIGNAL))[0]
-                score = interp(conctab, p, sig_r[p] * zn + sig_s[p] * nu)
-            if zn <= z0[p]:
+                score = interp(conctab, pu, sig_r[pu] * zn + sig_s[pu] * nu)
+            if zn <= z0[pu]:
                 x = 0.0
             else:
-                x = mean[t, p] * factor * interp(qtab, p, zn)
+                x = mean[t, pu] * factor * interp(qtab, pu, zn)
             relief = 0.0  # outlier relief: stop-loss bands, or truncation at the cap
             if relief_mode == RELIEF_STOP_LOSS:
                 for b in range(n_bands):
-                    lo = lo_b[p, b]
+                    lo = lo_b[pu, b]
                     if x <= lo:
                         break
-                    relief += sl_share[b] * (min(x, hi_b[p, b]) - lo)
-            elif relief_mode == RELIEF_TRUNCATION and x > cap_t[p]:
-                relief = x - cap_t[p]
-            if x > thr_t[p]:
-                acc[p, _OUTLIERS] += 1.0
-            acc[p, _MM] += mm
-            acc[p, _SPEND] += x
-            acc[p, _PAYOUT] += relief
-            acc[p, _RISKW] += mm * score
+                    relief += sl_share[b] * (min(x, hi_b[pu, b]) - lo)
+            elif relief_mode == RELIEF_TRUNCATION and x > cap_t[pu]:
+                relief = x - cap_t[pu]
+            if x > thr_t[pu]:
+                acc[pu, _OUTLIERS] += 1.0
+            acc[pu, _MM] += mm
+            acc[pu, _SPEND] += x
+            acc[pu, _PAYOUT] += relief
+            acc[pu, _RISKW] += mm * score
             if st >= ENTRANT:
-                acc[p, _ENTRANTS] += 1.0
+                acc[pu, _ENTRANTS] += 1.0
             if record:
                 rec_pop[i, t] = p
                 rec_mm[i, t] = mm
@@ -386,9 +388,9 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
             z[i] = zn
             pop[i] = p
             if died:
-                acc[p, _DEATHS] += 1.0
+                acc[pu, _DEATHS] += 1.0
                 state[i] = VACANT
-            elif u_exit <= exit_rate[p]:
+            elif u_exit <= exit_rate[pu]:
                 state[i] = VACANT
             else:
                 state[i] = CONTINUING
