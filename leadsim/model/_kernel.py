@@ -276,6 +276,9 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
     z = np.zeros(n_slots)
     pop = np.zeros(n_slots, dtype=np.int8)
     state = np.zeros(n_slots, dtype=np.int8)
+    r_y = np.empty(n_slots)  # this year's Box-Muller radius, angle and cosine per slot
+    ang_y = np.empty(n_slots)
+    cos_y = np.empty(n_slots)
     acc = np.empty((3, len(OUT_FIELDS)))
     lo_b = np.empty((3, n_bands))
     hi_b = np.empty((3, n_bands))
@@ -311,16 +314,24 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
                 hi_b[q, b] = attach[b + 1] * sc if b + 1 < n_bands else np.inf
             for f in range(len(OUT_FIELDS)):
                 acc[q, f] = out[t, q, f]
+        # the year's Box-Muller radii and angles first, in a loop of their own: the libm calls then do not
+        # force the slot loop below to spill its many live values around every call (same operations, same bits)
+        for i in range(n_slots):
+            if state[i] != VACANT:
+                u1, u2 = uniforms(word(keys[i], base + _S_LATENT))
+                ang = _TWO_PI * u2
+                ang_y[i] = ang
+                r_y[i] = np.sqrt(-2.0 * np.log(u1))
+                cos_y[i] = np.cos(ang)
         active = 0
         for i in range(n_slots):
             st = state[i]
             if st == VACANT:
                 continue
             k = keys[i]
-            u1, u2 = uniforms(word(k, base + _S_LATENT))
-            r = np.sqrt(-2.0 * np.log(u1))
-            ang = _TWO_PI * u2
-            cos_a = np.cos(ang)
+            r = r_y[i]
+            ang = ang_y[i]
+            cos_a = cos_y[i]
             e1 = r * cos_a
             u_exit, u_pop = uniforms(word(k, base + _S_EVENTS))
             died = False
