@@ -161,21 +161,48 @@ def dies(k, counter, r, t, c, bz, bs, dc):
 
 
 @nb.njit(cache=True)
-def inverse_cdf(nodes, cdf, p, u):
-    """Inverse of the piecewise-linear cdf ``cdf[p]`` at ``nodes`` (increasing from 0 to 1) at ``u`` in (0, 1]."""
+def cdf_guide(cdf):
+    """Guide table of the cdfs ``cdf[p]`` for :func:`inverse_cdf`: ``guide[p, c]`` is the last node whose cdf is
+    below ``c / m`` (``m`` = number of nodes, ``c = 0 .. m``), 0 when none is.
+
+    Notes
+    -----
+    The standard guide-table (indexed search) method for inversion, docs/design.md: a start index close to the
+    answer, so the search takes one or two steps instead of a binary search's ``log2 m`` (each a branch the
+    processor cannot predict). Any start gives the same bracket, so the guide only changes the speed.
+    """
+    n = cdf.shape[1]
+    m = n
+    inv_m = 1.0 / m
+    guide = np.empty((cdf.shape[0], m + 1), dtype=np.int64)
+    for q in range(cdf.shape[0]):
+        j = 0
+        for c in range(m + 1):
+            thr = c * inv_m
+            while j + 1 < n and cdf[q, j + 1] < thr:
+                j += 1
+            guide[q, c] = j
+    return guide
+
+
+@nb.njit(cache=True)
+def inverse_cdf(nodes, cdf, guide, p, u):
+    """Inverse of the piecewise-linear cdf ``cdf[p]`` at ``nodes`` (increasing from 0 to 1) at ``u`` in (0, 1].
+
+    ``guide`` is :func:`cdf_guide` of ``cdf``: the search starts there and walks to the unique bracket
+    ``cdf[lo] < u <= cdf[lo + 1]`` (the one a bisection finds), so the result does not depend on the guide.
+    """
     n = nodes.shape[0]
     if u <= cdf[p, 0]:
         return nodes[0]
     if u >= cdf[p, n - 1]:
         return nodes[n - 1]
-    lo = 0
-    hi = n - 1
-    while hi - lo > 1:  # invariant: cdf[lo] < u <= cdf[hi]
-        mid = (lo + hi) >> 1
-        if cdf[p, mid] < u:
-            lo = mid
-        else:
-            hi = mid
+    lo = guide[p, int(u * (guide.shape[1] - 1))]
+    while lo > 0 and cdf[p, lo] >= u:  # now cdf[lo] < u (cdf[0] < u)
+        lo -= 1
+    while cdf[p, lo + 1] < u:  # stops before n - 1: u < cdf[n - 1]
+        lo += 1
+    hi = lo + 1
     c0 = cdf[p, lo]
     return nodes[lo] + (u - c0) / (cdf[p, hi] - c0) * (nodes[hi] - nodes[lo])
 
@@ -287,6 +314,7 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
     rho_s = np.sqrt(1.0 - rho * rho)
     beta_s = np.sqrt(1.0 - beta * beta)
     sig_s = np.sqrt(1.0 - sig_r * sig_r)
+    guide = cdf_guide(init_cdf)
     active = 0
     for i in range(n_slots):
         keys[i] = key(seed, s_draw, np.uint64(i))
@@ -298,7 +326,7 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
         else:
             state[i] = CONTINUING
             pop[i] = p
-            z[i] = inverse_cdf(init_nodes, init_cdf, p, uniforms(word(keys[i], _S_LATENT))[0])  # base-year
+            z[i] = inverse_cdf(init_nodes, init_cdf, guide, p, uniforms(word(keys[i], _S_LATENT))[0])  # base-year
         active += 1
 
     for t in range(n_years):
