@@ -262,18 +262,6 @@ def n_slots_of(target, init_pop):
     return n
 
 
-@nb.njit(cache=True, inline="always")
-def fill_vacancies(state, need):
-    """Entrants fill vacant slots, lowest index first, until ``need`` are placed."""
-    i = 0
-    n = state.shape[0]
-    while need > 0 and i < n:
-        if state[i] == VACANT:
-            state[i] = ENTRANT
-            need -= 1
-        i += 1
-
-
 @nb.njit(cache=True)
 def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_spend, rec_died):
     """Simulate one draw; accumulate into ``out[year, population, field]`` (see :data:`OUT_FIELDS`).
@@ -330,7 +318,7 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
         active += 1
 
     for t in range(n_years):
-        fill_vacancies(state, target[t] - active)
+        need = target[t] - active
         base = np.uint64(t + 1) * _NS
         # this year's thresholds (the same products the rules use, computed once)
         for q in range(3):
@@ -345,6 +333,9 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
         # the year's Box-Muller radii and angles first, in a loop of their own: the libm calls then do not
         # force the slot loop below to spill its many live values around every call (same operations, same bits)
         for i in range(n_slots):
+            if state[i] == VACANT and need > 0:  # entrants fill vacant slots, lowest index first
+                state[i] = ENTRANT
+                need -= 1
             if state[i] != VACANT:
                 u1, u2 = uniforms(word(keys[i], base + _S_LATENT))
                 ang = _TWO_PI * u2
