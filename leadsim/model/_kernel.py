@@ -273,6 +273,14 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
     The latent innovation is the first Box-Muller normal ``r cos(t)``; the death noise ``r sin(t)`` is only
     compared with a threshold, so :func:`dies` avoids ``sin`` except near it. Per-year thresholds are
     computed once and sums are kept in a small local array, in slot order (same bits as summing in ``out``).
+
+    Notes
+    -----
+    Layout for speed (benchmarks/README.md, "What bounds the kernel"; every step leaves the bits unchanged):
+    each year first fills vacancies and computes every occupied slot's radius, angle and ``cos`` in a pass of
+    its own, so the slot loop makes no libm call on its common path and keeps its values in registers;
+    population and grid indices are unsigned, so array accesses carry no negative-index wraparound code; the
+    initial cohort's latent is inverted with a guide table (:func:`cdf_guide`) instead of a bisection.
     """
     # unpack once: reading an array out of the tuple in the loop would count references on every access
     target, init_pop, init_nodes, init_cdf = kp.target, kp.init_pop, kp.init_nodes, kp.init_cdf
