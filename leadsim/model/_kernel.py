@@ -167,7 +167,7 @@ def cdf_guide(cdf):
 
     Notes
     -----
-    The standard guide-table (indexed search) method for inversion, docs/design.md: a start index close to the
+    The standard guide-table (indexed search) method for inversion, docs/model.md §3: a start index close to the
     answer, so the search takes one or two steps instead of a binary search's ``log2 m`` (each a branch the
     processor cannot predict). Any start gives the same bracket, so the guide only changes the speed.
     """
