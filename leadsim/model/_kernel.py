@@ -135,10 +135,10 @@ def interp(table: np.ndarray, p: int, z: float) -> float:
         t = 0.0
     elif t > n - 1.000001:
         t = n - 1.000001
-    i = int(t)
+    i = np.uint64(t)  # unsigned indices: no negative-index wraparound in the compiled code
     f = t - i
     a = table[p, i]
-    return a + f * (table[p, i + 1] - a)
+    return a + f * (table[p, i + np.uint64(1)] - a)
 
 
 @nb.njit(cache=True, inline="always")
@@ -161,21 +161,48 @@ def dies(k, counter, r, t, c, bz, bs, dc):
 
 
 @nb.njit(cache=True)
-def inverse_cdf(nodes, cdf, p, u):
-    """Inverse of the piecewise-linear cdf ``cdf[p]`` at ``nodes`` (increasing from 0 to 1) at ``u`` in (0, 1]."""
+def cdf_guide(cdf):
+    """Guide table of the cdfs ``cdf[p]`` for :func:`inverse_cdf`: ``guide[p, c]`` is the last node whose cdf is
+    below ``c / m`` (``m`` = number of nodes, ``c = 0 .. m``), 0 when none is.
+
+    Notes
+    -----
+    The standard guide-table (indexed search) method for inversion, docs/model.md §3: a start index close to the
+    answer, so the search takes one or two steps instead of a binary search's ``log2 m`` (each a branch the
+    processor cannot predict). Any start gives the same bracket, so the guide only changes the speed.
+    """
+    n = cdf.shape[1]
+    m = n
+    inv_m = 1.0 / m
+    guide = np.empty((cdf.shape[0], m + 1), dtype=np.int64)
+    for q in range(cdf.shape[0]):
+        j = 0
+        for c in range(m + 1):
+            thr = c * inv_m
+            while j + 1 < n and cdf[q, j + 1] < thr:
+                j += 1
+            guide[q, c] = j
+    return guide
+
+
+@nb.njit(cache=True)
+def inverse_cdf(nodes, cdf, guide, p, u):
+    """Inverse of the piecewise-linear cdf ``cdf[p]`` at ``nodes`` (increasing from 0 to 1) at ``u`` in (0, 1].
+
+    ``guide`` is :func:`cdf_guide` of ``cdf``: the search starts there and walks to the unique bracket
+    ``cdf[lo] < u <= cdf[lo + 1]`` (the one a bisection finds), so the result does not depend on the guide.
+    """
     n = nodes.shape[0]
     if u <= cdf[p, 0]:
         return nodes[0]
     if u >= cdf[p, n - 1]:
         return nodes[n - 1]
-    lo = 0
-    hi = n - 1
-    while hi - lo > 1:  # invariant: cdf[lo] < u <= cdf[hi]
-        mid = (lo + hi) >> 1
-        if cdf[p, mid] < u:
-            lo = mid
-        else:
-            hi = mid
+    lo = guide[p, int(u * (guide.shape[1] - 1))]
+    while lo > 0 and cdf[p, lo] >= u:  # now cdf[lo] < u (cdf[0] < u)
+        lo -= 1
+    while cdf[p, lo + 1] < u:  # stops before n - 1: u < cdf[n - 1]
+        lo += 1
+    hi = lo + 1
     c0 = cdf[p, lo]
     return nodes[lo] + (u - c0) / (cdf[p, hi] - c0) * (nodes[hi] - nodes[lo])
 
@@ -235,18 +262,6 @@ def n_slots_of(target, init_pop):
     return n
 
 
-@nb.njit(cache=True, inline="always")
-def fill_vacancies(state, need):
-    """Entrants fill vacant slots, lowest index first, until ``need`` are placed."""
-    i = 0
-    n = state.shape[0]
-    while need > 0 and i < n:
-        if state[i] == VACANT:
-            state[i] = ENTRANT
-            need -= 1
-        i += 1
-
-
 @nb.njit(cache=True)
 def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_spend, rec_died):
     """Simulate one draw; accumulate into ``out[year, population, field]`` (see :data:`OUT_FIELDS`).
@@ -258,6 +273,14 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
     The latent innovation is the first Box-Muller normal ``r cos(t)``; the death noise ``r sin(t)`` is only
     compared with a threshold, so :func:`dies` avoids ``sin`` except near it. Per-year thresholds are
     computed once and sums are kept in a small local array, in slot order (same bits as summing in ``out``).
+
+    Notes
+    -----
+    Layout for speed (benchmarks/README.md, "What bounds the kernel"; every step leaves the bits unchanged):
+    each year first fills vacancies and computes every occupied slot's radius, angle and ``cos`` in a pass of
+    its own, so the slot loop makes no libm call on its common path and keeps its values in registers;
+    population and grid indices are unsigned, so array accesses carry no negative-index wraparound code; the
+    initial cohort's latent is inverted with a guide table (:func:`cdf_guide`) instead of a bisection.
     """
     # unpack once: reading an array out of the tuple in the loop would count references on every access
     target, init_pop, init_nodes, init_cdf = kp.target, kp.init_pop, kp.init_nodes, kp.init_cdf
@@ -276,6 +299,9 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
     z = np.zeros(n_slots)
     pop = np.zeros(n_slots, dtype=np.int8)
     state = np.zeros(n_slots, dtype=np.int8)
+    r_y = np.empty(n_slots)  # this year's Box-Muller radius, angle and cosine per slot
+    ang_y = np.empty(n_slots)
+    cos_y = np.empty(n_slots)
     acc = np.empty((3, len(OUT_FIELDS)))
     lo_b = np.empty((3, n_bands))
     hi_b = np.empty((3, n_bands))
@@ -284,6 +310,7 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
     rho_s = np.sqrt(1.0 - rho * rho)
     beta_s = np.sqrt(1.0 - beta * beta)
     sig_s = np.sqrt(1.0 - sig_r * sig_r)
+    guide = cdf_guide(init_cdf)
     active = 0
     for i in range(n_slots):
         keys[i] = key(seed, s_draw, np.uint64(i))
@@ -295,11 +322,11 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
         else:
             state[i] = CONTINUING
             pop[i] = p
-            z[i] = inverse_cdf(init_nodes, init_cdf, p, uniforms(word(keys[i], _S_LATENT))[0])  # base-year
+            z[i] = inverse_cdf(init_nodes, init_cdf, guide, p, uniforms(word(keys[i], _S_LATENT))[0])  # base-year
         active += 1
 
     for t in range(n_years):
-        fill_vacancies(state, target[t] - active)
+        need = target[t] - active
         base = np.uint64(t + 1) * _NS
         # this year's thresholds (the same products the rules use, computed once)
         for q in range(3):
@@ -311,16 +338,27 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
                 hi_b[q, b] = attach[b + 1] * sc if b + 1 < n_bands else np.inf
             for f in range(len(OUT_FIELDS)):
                 acc[q, f] = out[t, q, f]
+        # the year's Box-Muller radii and angles first, in a loop of their own: the libm calls then do not
+        # force the slot loop below to spill its many live values around every call (same operations, same bits)
+        for i in range(n_slots):
+            if state[i] == VACANT and need > 0:  # entrants fill vacant slots, lowest index first
+                state[i] = ENTRANT
+                need -= 1
+            if state[i] != VACANT:
+                u1, u2 = uniforms(word(keys[i], base + _S_LATENT))
+                ang = _TWO_PI * u2
+                ang_y[i] = ang
+                r_y[i] = np.sqrt(-2.0 * np.log(u1))
+                cos_y[i] = np.cos(ang)
         active = 0
         for i in range(n_slots):
             st = state[i]
             if st == VACANT:
                 continue
             k = keys[i]
-            u1, u2 = uniforms(word(k, base + _S_LATENT))
-            r = np.sqrt(-2.0 * np.log(u1))
-            ang = _TWO_PI * u2
-            cos_a = np.cos(ang)
+            r = r_y[i]
+            ang = ang_y[i]
+            cos_a = cos_y[i]
             e1 = r * cos_a
             u_exit, u_pop = uniforms(word(k, base + _S_EVENTS))
             died = False
@@ -333,8 +371,9 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
                     p = _ESRD
                 else:
                     p = _HN
+                pu = np.uint64(p)  # unsigned index (no wraparound code)
                 zn = e1
-                score = entrant_score[p]
+                score = entrant_score[pu]
                 mm = HALF_YEAR
                 factor = ENTRANT_EXPOSURE
             else:
@@ -344,40 +383,41 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
                         p = _ESRD
                     elif u_pop < esrd_rate + hn_rate:
                         p = _HN
+                pu = np.uint64(p)
                 zp = z[i]
-                zn = rho[p] * zp + rho_s[p] * e1
-                score = interp(prostab, p, zp)
-                if dies(k, base + _S_LATENT, r, ang, cos_a, beta[p] * zn, beta_s[p], death_c[p]):
+                zn = rho[pu] * zp + rho_s[pu] * e1
+                score = interp(prostab, pu, zp)
+                if dies(k, base + _S_LATENT, r, ang, cos_a, beta[pu] * zn, beta_s[pu], death_c[pu]):
                     died = True
                     mm = HALF_YEAR
-                    factor = death_mult[p]
+                    factor = death_mult[pu]
                 else:
                     mm = FULL_YEAR
                     factor = 1.0
-            if concurrent[p]:
+            if concurrent[pu]:
                 nu = normals(word(k, base + _S_SIGNAL))[0]
-                score = interp(conctab, p, sig_r[p] * zn + sig_s[p] * nu)
-            if zn <= z0[p]:
+                score = interp(conctab, pu, sig_r[pu] * zn + sig_s[pu] * nu)
+            if zn <= z0[pu]:
                 x = 0.0
             else:
-                x = mean[t, p] * factor * interp(qtab, p, zn)
+                x = mean[t, pu] * factor * interp(qtab, pu, zn)
             relief = 0.0  # outlier relief: stop-loss bands, or truncation at the cap
             if relief_mode == RELIEF_STOP_LOSS:
                 for b in range(n_bands):
-                    lo = lo_b[p, b]
+                    lo = lo_b[pu, b]
                     if x <= lo:
                         break
-                    relief += sl_share[b] * (min(x, hi_b[p, b]) - lo)
-            elif relief_mode == RELIEF_TRUNCATION and x > cap_t[p]:
-                relief = x - cap_t[p]
-            if x > thr_t[p]:
-                acc[p, _OUTLIERS] += 1.0
-            acc[p, _MM] += mm
-            acc[p, _SPEND] += x
-            acc[p, _PAYOUT] += relief
-            acc[p, _RISKW] += mm * score
+                    relief += sl_share[b] * (min(x, hi_b[pu, b]) - lo)
+            elif relief_mode == RELIEF_TRUNCATION and x > cap_t[pu]:
+                relief = x - cap_t[pu]
+            if x > thr_t[pu]:
+                acc[pu, _OUTLIERS] += 1.0
+            acc[pu, _MM] += mm
+            acc[pu, _SPEND] += x
+            acc[pu, _PAYOUT] += relief
+            acc[pu, _RISKW] += mm * score
             if st >= ENTRANT:
-                acc[p, _ENTRANTS] += 1.0
+                acc[pu, _ENTRANTS] += 1.0
             if record:
                 rec_pop[i, t] = p
                 rec_mm[i, t] = mm
@@ -386,9 +426,9 @@ def simulate_draw(kp, draw, mean, sl_scale, out, record, rec_pop, rec_mm, rec_sp
             z[i] = zn
             pop[i] = p
             if died:
-                acc[p, _DEATHS] += 1.0
+                acc[pu, _DEATHS] += 1.0
                 state[i] = VACANT
-            elif u_exit <= exit_rate[p]:
+            elif u_exit <= exit_rate[pu]:
                 state[i] = VACANT
             else:
                 state[i] = CONTINUING
