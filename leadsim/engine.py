@@ -34,8 +34,9 @@ from leadsim.model.sampling import PILOT_DRAW_OFFSET, Sample, sample_shocks, til
 if TYPE_CHECKING:  # pragma: no cover
     from leadsim.io.sink import Sink
 
-__all__ = ["ChunkCosts", "ChunkResult", "RunInputs", "chunk_costs", "costs_of", "drive", "prepare", "run_chunk",
-           "run_draws", "settle_chunk", "stop_loss_charge_pbpm", "threads", "tilt_vector"]
+__all__ = ["ChunkCosts", "ChunkResult", "RunInputs", "chunk_costs", "concat_costs", "costs_of", "drive", "prepare",
+           "progress_bar", "run_chunk", "run_draws", "settle_chunk", "show_progress", "stop_loss_charge_pbpm",
+           "threads", "tilt_vector"]
 
 
 @dataclass(frozen=True)
@@ -102,14 +103,27 @@ def _rows(obj: Any, pos: np.ndarray, n: int) -> Any:
     return obj
 
 
-def _set_costs(costs: ChunkCosts, pos: np.ndarray, n: int) -> ChunkCosts:
-    """The rows ``pos`` of a chunk's costs, laid out in memory as :func:`chunk_costs` lays them out (the kernel's
-    fields as views of one ``(draws, years, 3, fields)`` array): numpy's sums over strided and contiguous
-    operands round differently, and a draw must settle to the same bits as in a run of its set alone."""
-    part = _rows(costs, pos, n)
-    out = np.stack([part.fields[name] for name in OUT_FIELDS], axis=-1)
+def _contiguous_fields(costs: ChunkCosts) -> ChunkCosts:
+    """``costs`` with the kernel's fields laid out as :func:`chunk_costs` lays them out (views of one
+    ``(draws, years, 3, fields)`` array): numpy's sums over strided and contiguous operands round differently,
+    and a draw must settle to the same bits however its costs were assembled."""
+    out = np.stack([costs.fields[name] for name in OUT_FIELDS], axis=-1)
     f = {name: out[..., i] for i, name in enumerate(OUT_FIELDS)}
-    return dataclasses.replace(part, fields=f, member_months=f["member_months"])
+    return dataclasses.replace(costs, fields=f, member_months=f["member_months"])
+
+
+def _set_costs(costs: ChunkCosts, pos: np.ndarray, n: int) -> ChunkCosts:
+    """The rows ``pos`` of a chunk's costs, in the kernel's memory layout."""
+    return _contiguous_fields(_rows(costs, pos, n))
+
+
+def concat_costs(parts: Sequence[ChunkCosts]) -> ChunkCosts:
+    """Consecutive chunks' costs as one, in the kernel's memory layout (settles to the same bits as each part)."""
+    if len(parts) == 1:
+        return parts[0]
+    ends = np.cumsum([p.draws.size for p in parts])
+    placed = [(np.arange(end - p.draws.size, end), p) for p, end in zip(parts, ends, strict=True)]
+    return _contiguous_fields(_gather(placed, int(ends[-1])))
 
 
 def _gather(parts: list[tuple[np.ndarray, Any]], n: int) -> Any:
@@ -332,14 +346,18 @@ def run_chunk(cfg: Config, inputs: RunInputs, draws: np.ndarray) -> ChunkResult:
     return settle_chunk(cfg, inputs, chunk_costs(cfg, inputs, draws))
 
 
-def _progress(total: int, enabled: bool | None) -> Any:
-    if enabled is None:
-        enabled = sys.stderr.isatty() and not os.environ.get("CI")
-    if not enabled or total <= 0:
+def show_progress(enabled: bool | None) -> bool:
+    """Whether to show a progress bar: as asked, or by default on a terminal and never under ``CI``."""
+    return bool(sys.stderr.isatty() and not os.environ.get("CI")) if enabled is None else bool(enabled)
+
+
+def progress_bar(total: int, enabled: bool | None, desc: str = "leadsim") -> Any:
+    """A tqdm bar over ``total`` draws, or None when :func:`show_progress` says no (or there is nothing to do)."""
+    if not show_progress(enabled) or total <= 0:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="draw", desc="leadsim", leave=False)
+    return tqdm(total=total, unit="draw", desc=desc, leave=False)
 
 
 class _Delivery:
@@ -347,7 +365,7 @@ class _Delivery:
 
     def __init__(self, sink: Sink, todo: Sequence[tuple[int, int]], progress: bool | None):
         self.sink = sink
-        self.bar = _progress(sum(b - a for a, b in todo), progress)
+        self.bar = progress_bar(sum(b - a for a, b in todo), progress)
 
     def __call__(self, lo: int, hi: int, res: ChunkResult) -> None:
         self.sink.save_chunk(lo, hi, res.arrays)

@@ -8,9 +8,7 @@ a run that stops after ``n`` draws is bit for bit the run of the same config wit
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +18,7 @@ import xarray as xr
 from leadsim.analysis.formatting import money
 from leadsim.analysis.risk import HORIZON_METRICS, horizon_metric
 from leadsim.config import Config, chunk_bounds
-from leadsim.engine import prepare, run_chunk, run_header, threads
+from leadsim.engine import prepare, progress_bar, run_chunk, run_header, threads
 from leadsim.io.schema import build_dataset
 from leadsim.io.sink import MemorySink, Sink
 
@@ -115,16 +113,6 @@ class PrecisionRun:
                 "raise --draws to continue")
 
 
-def _bar(total: int, enabled: bool | None) -> Any:
-    if enabled is None:
-        enabled = sys.stderr.isatty() and not os.environ.get("CI")
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="draw", desc="leadsim --target", leave=False)
-
-
 def _with_draws(cfg: Config, n: int) -> Config:
     return cfg.model_copy(update={"simulation": cfg.simulation.model_copy(update={"draws": int(n)})})
 
@@ -166,7 +154,7 @@ def run_to_precision(cfg: Config, target: Target | str, sink: Sink | None = None
     done: list[tuple[int, int, dict[str, np.ndarray]]] = []
     history: list[tuple[int, float, float]] = []
     reached = False
-    bar = _bar(cap, progress)
+    bar = progress_bar(cap, progress, desc="leadsim --target")
     try:
         with threads(cfg.simulation.threads):
             inputs = prepare(cfg)

@@ -20,7 +20,7 @@ from leadsim.decide import metrics
 from leadsim.decide.breakeven import BRACKET, BREAK_EVEN, solve
 from leadsim.decide.evaluate import Evaluator, Paths, compose_switch
 from leadsim.decide.options import COMPARATORS, SWITCH_AFTER, Option, build_options
-from leadsim.engine import ChunkCosts, prepare, settle_chunk, stop_loss_charge_pbpm, threads
+from leadsim.engine import ChunkCosts, prepare, settle_chunk, show_progress, stop_loss_charge_pbpm, threads
 from leadsim.errors import ConfigError
 from leadsim.ledger.settlement import financial_guarantee
 from leadsim.model._kernel import RELIEF_NONE, RELIEF_TRUNCATION
@@ -228,8 +228,7 @@ def decide(cfg: Config | str | os.PathLike[str] | None = None, *, baseline: str 
     cfg = cfg if isinstance(cfg, Config) else load_config(cfg)
     variants, options = build_options(cfg, comparators=comparators, stop_loss=stop_loss)
     baseline = _check_args(options, baseline, criterion, float(lam), float(alpha))
-    if progress is None:
-        progress = sys.stderr.isatty() and not os.environ.get("CI")
+    progress = show_progress(progress)
     with threads(cfg.simulation.threads):  # numba threads as in a run (never changes a result)
         # one tilt (the config's own pilot) for every variant: all options on the same systematic draws
         ev = Evaluator(variants, options, tilt=None if cfg.simulation.sampling == "plain" else prepare(cfg).tilt)

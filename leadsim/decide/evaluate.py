@@ -18,31 +18,22 @@ import numpy as np
 from leadsim.analysis.risk import Design
 from leadsim.config import Config, chunk_bounds, per_year
 from leadsim.decide.options import SWITCH_AFTER, Option, Variant
-from leadsim.engine import ChunkCosts, RunInputs, chunk_costs, prepare, settle_chunk, stop_loss_charge_pbpm
+from leadsim.engine import (
+    ChunkCosts,
+    RunInputs,
+    chunk_costs,
+    concat_costs,
+    prepare,
+    settle_chunk,
+    stop_loss_charge_pbpm,
+)
+from leadsim.ledger.settlement import discounted_total
 from leadsim.model._kernel import RELIEF_NONE, RELIEF_TRUNCATION
 from leadsim.model.cohort import stop_loss_price
 from leadsim.model.drivers import MacroPaths
 
-__all__ = ["CostPool", "Evaluator", "Paths", "charge_at", "compose_switch", "cumulate", "interpolate",
+__all__ = ["CostPool", "Evaluator", "Paths", "charge_at", "compose_switch", "interpolate",
            "savings_rate_to", "with_effect"]
-
-
-def _concat(parts: list[ChunkCosts]) -> ChunkCosts:
-    if len(parts) == 1:
-        return parts[0]
-    macro = MacroPaths(*(np.concatenate([getattr(p.macro, f) for p in parts]) for f in MacroPaths.__dataclass_fields__))
-    # the kernel's fields are views of one (draws, years, 3, field) array; keep that memory layout, since numpy's
-    # einsum rounds differently on differently strided inputs and the settlement must equal a run's bit for bit
-    names = list(parts[0].fields)
-    out = np.concatenate([np.stack([p.fields[k] for k in names], axis=-1) for p in parts])
-    fields = {k: out[..., i] for i, k in enumerate(names)}
-    def cat(name: str) -> np.ndarray | None:
-        vals = [getattr(p, name) for p in parts]
-        return None if any(v is None for v in vals) else np.concatenate(vals)
-
-    return ChunkCosts(np.concatenate([p.draws for p in parts]), macro, fields, fields["member_months"],
-                      np.concatenate([p.risk_score for p in parts]), np.concatenate([p.spending_pbpm for p in parts]),
-                      cat("weight"), cat("replicate"))
 
 
 def kernel_pass(cfg: Config, inputs: RunInputs, factor: float = 1.0, progress: object | None = None) -> ChunkCosts:
@@ -52,7 +43,7 @@ def kernel_pass(cfg: Config, inputs: RunInputs, factor: float = 1.0, progress: o
         parts.append(chunk_costs(cfg, inputs, np.arange(lo, hi), spending_factor=factor))
         if progress is not None:
             progress.update(hi - lo)  # type: ignore[attr-defined]
-    return _concat(parts)
+    return concat_costs(parts)
 
 
 def interpolate(table: dict[float, np.ndarray], delta: float | np.ndarray) -> np.ndarray:
@@ -190,15 +181,6 @@ class Paths:
     cum: np.ndarray
 
 
-def cumulate(net: np.ndarray, rate: float) -> np.ndarray:
-    """Ten-year result discounted at ``rate`` in the ledger's fixed year order (bit-identical to it)."""
-    disc = (1.0 + rate) ** -np.arange(net.shape[1])
-    cum = np.zeros(net.shape[0])
-    for t in range(net.shape[1]):
-        cum = cum + net[:, t] * disc[t]
-    return cum
-
-
 def savings_rate_to(arrays: dict[str, np.ndarray], track: int, years: int) -> np.ndarray:
     """Cumulative gross savings rate of the first ``years`` years of a track: ``sum(savings) / sum(benchmark)``."""
     gross = arrays["gross_savings"][:, :years, track].sum(axis=1)
@@ -221,7 +203,7 @@ def compose_switch(stay: Paths, move: Paths, fire: np.ndarray, rate: float, afte
     take = fire[:, None] & late
     net = np.where(take, move.net, stay.net)
     cash = np.where(take, move.cash, stay.cash)
-    return Paths(net, cash, cumulate(net, rate))
+    return Paths(net, cash, discounted_total(net, rate))
 
 
 class Evaluator:

@@ -18,6 +18,7 @@ from leadsim.schedules import marginal_bands
 __all__ = [
     "Settlement",
     "corridor_share",
+    "discounted_total",
     "financial_guarantee",
     "financial_guarantee_by_year",
     "narrowed",
@@ -129,6 +130,19 @@ class Settlement:
     cash_settlement: np.ndarray
 
 
+def discounted_total(net: np.ndarray, rate: float) -> np.ndarray:
+    """The years' results ``net[draw, year]`` summed, discounted at ``rate`` to the first year.
+
+    A fixed-order sum over years (not ``net @ disc``: BLAS rounding depends on how many draws are in the chunk,
+    which broke bit-identical results across ``chunk_draws``).
+    """
+    disc = (1.0 + rate) ** -np.arange(net.shape[1])
+    total = np.zeros(net.shape[0])
+    for t in range(net.shape[1]):
+        total = total + net[:, t] * disc[t]
+    return total
+
+
 def settle(cfg: Config, track_name: str, benchmark_pbpm: np.ndarray, member_months: np.ndarray,
            expenditure: np.ndarray, stop_loss_payout: np.ndarray, charge_pbpm: np.ndarray,
            quality: np.ndarray) -> Settlement:
@@ -211,11 +225,6 @@ def settle(cfg: Config, track_name: str, benchmark_pbpm: np.ndarray, member_mont
         on = settled_years(cfg)[None, :]
         shared, sequestration, add_on, operating, net, advance = (
             np.where(on, a, 0.0) for a in (shared, sequestration, add_on, operating, net, advance))
-    disc = (1.0 + st.discount_rate) ** -np.arange(net.shape[1])
-    # a fixed-order sum over years (not ``net @ disc``: BLAS rounding depends on how many draws are in the
-    # chunk, which broke bit-identical results across chunk_draws)
-    cumulative = np.zeros(net.shape[0])
-    for t in range(net.shape[1]):
-        cumulative = cumulative + net[:, t] * disc[t]
+    cumulative = discounted_total(net, st.discount_rate)
     return Settlement(bench, charge, gross, rate, shared, sequestration, add_on, operating, net, cumulative,
                       advance, net - advance)
