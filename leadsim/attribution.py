@@ -16,8 +16,8 @@ import xarray as xr
 
 from leadsim._version import __version__
 from leadsim.config import Config, ConfigError, chunk_bounds
-from leadsim.engine import RunInputs, costs_of, prepare, settle_chunk, threads
-from leadsim.model._kernel import RELIEF_NONE
+from leadsim.engine import costs_of, prepare, settle_chunk, threads
+from leadsim.model._kernel import OUT_FIELDS, RELIEF_NONE
 from leadsim.model.cohort import CohortModel, realised_means, run_cohort
 from leadsim.model.drivers import MacroPaths, macro_paths
 from leadsim.model.marginals import latent_grid, normal_weights
@@ -176,7 +176,9 @@ def source_runs(cfg: Config, draws: int | None = None) -> xr.Dataset:
         full_macro = macro_paths(cfg, idx)
         flat = dataclasses.replace(model, kernel=model.kernel._replace(qtab=flat_tail_table(cfg, model)))
         unit = {True: _unit_kernel(cfg, model, idx, full_macro), False: _unit_kernel(cfg, flat, idx, full_macro)}
-    expenditure_field = 1  # OUT_FIELDS index of spending
+    # beneficiary noise off: every draw at the mean kernel output (computed once per tail variant)
+    unit_mean = {tail: np.broadcast_to(out.mean(axis=0), out.shape) for tail, out in unit.items()}
+    expenditure_field = OUT_FIELDS.index("expenditure")
     macro_cache: dict[tuple[bool, ...], tuple[Config, MacroPaths, np.ndarray]] = {}
     tracks = list(cfg.policy.tracks)
     result = np.empty((2**k, n, len(tracks)))
@@ -190,13 +192,9 @@ def source_runs(cfg: Config, draws: int | None = None) -> xr.Dataset:
             m = macro_paths(c, idx)
             macro_cache[key] = (c, m, realised_means(model, m)[0])
         c, macro, mean = macro_cache[key]
-        out = unit[on["outliers"]]
-        if not on["beneficiary"]:
-            out = np.broadcast_to(out.mean(axis=0), out.shape)
-        out = np.array(out, copy=True)
+        out = np.array((unit if on["beneficiary"] else unit_mean)[on["outliers"]], copy=True)
         out[..., expenditure_field] *= mean
-        res = settle_chunk(c, RunInputs(model, inputs.charge_pbpm, inputs.base_truncation),
-                           costs_of(model, idx, macro, out))
+        res = settle_chunk(c, inputs, costs_of(model, idx, macro, out))
         result[subset] = res.arrays["cumulative_settlement"]
     return xr.Dataset(
         {"cumulative_settlement": (("subset", "draw", "track"), result,
